@@ -1,0 +1,43 @@
+# Two entry points: `make book` (build the HTML book) and `make test` (the whole test suite).
+# Both create the virtual environment and fetch the data on first use and skip what is done.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+PIP_NOISE := is ignored: it is neither
+FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: book test data reference throughput clean
+
+book: $(INSTALLED) data
+	$(VENV)/bin/jupyter-book build . --keep-going -W -n
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+test: $(INSTALLED) data
+	$(PY) -m pytest
+
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.txt 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(PIP) --no-deps -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(PY) -c "import torch, lib, jupyter_book"
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt-get can install it (as root).
+data: $(INSTALLED)
+	@if [ ! -d $(FMNIST_DEB_DIR) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || true; fi
+	$(PY) -m lib data fetch
+
+# Re-record the expected outputs of the notebook smoke tests after an intended change of results.
+reference: $(INSTALLED) data
+	$(PY) -m tests.notebook_reference
+
+throughput: $(INSTALLED) data
+	$(PY) benchmarks/throughput.py
+
+clean:
+	rm -rf _build

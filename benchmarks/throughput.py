@@ -1,0 +1,108 @@
+"""Training throughput of the presynaptic MLP (784-200-200-10, batch 100) on MNIST.
+
+Prints, measured in this one process: the machine's dense-matmul GFLOP/s, a plain deterministic
+PyTorch loop of the same MLP (nn.Linear + SGD: the floor the matmuls set), our engine for one
+presynaptic run (eager and compiled), and R runs batched into one computation against R runs one
+after another. Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600]``.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from lib.model import StochasticMLP, presynaptic
+from lib.tasks import Benchmark, Task, make_benchmark
+from lib.train import compile_available, default_device, fit
+
+SIZES = [784, 200, 200, 10]
+BATCH = 100
+FLOP_PER_SAMPLE = 6 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # forward 2, backward 4 per weight
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return repeats * 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+
+def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device) -> float:
+    """Samples/s of a textbook deterministic PyTorch loop (autograd, torch.optim.SGD)."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(a, b) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    net = torch.nn.Sequential(layers[0], torch.nn.ReLU(), layers[1], torch.nn.ReLU(), layers[2]).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    order = torch.randperm(x.shape[0], device=device)
+
+    def step(i: int) -> None:
+        idx = order[(i * BATCH) % (x.shape[0] - BATCH):][:BATCH]
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+        opt.step()
+
+    for i in range(20):
+        step(i)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync(device)
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.device) -> float:
+    """Samples/s (summed over runs) of :func:`lib.train.fit` without evaluation."""
+    n = steps * BATCH
+    part = Benchmark("throughput", (Task("mnist", task.train_x[:n], task.train_y[:n], task.test_x, task.test_y),), 10)
+    warm = Benchmark("warm-up", (Task("mnist", task.train_x[: 20 * BATCH], task.train_y[: 20 * BATCH], task.test_x, task.test_y),), 10)
+    configs = [presynaptic(seed=s) for s in range(runs)]
+    fit(StochasticMLP(SIZES, configs, device), warm, epochs=1, eval_every="never", compile=compile, progress=False)
+    sync(device)
+    hist = fit(StochasticMLP(SIZES, configs, device), part, epochs=1, eval_every="never", compile=compile, progress=False)
+    sync(device)
+    return runs * steps * BATCH / hist.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=18, help="runs trained together in the batched measurement")
+    parser.add_argument("--steps", type=int, default=600, help="mini-batch steps per measurement (600 = one epoch)")
+    args = parser.parse_args()
+    device = default_device()
+    task = make_benchmark("mnist", device=device).tasks[0]
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    print(f"device: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    gflops = matmul_gflops(device)
+    print(f"dense matmul (2048x2048): {gflops:.0f} GFLOP/s")
+    plain = plain_loop(task.train_x, task.train_y, args.steps, device)
+    print(f"plain PyTorch loop (nn.Linear + SGD, deterministic): {plain:,.0f} samples/s")
+    compiled = compile_available()
+    eager = engine(task, 1, args.steps, False, device)
+    print(f"presynaptic, 1 run, eager: {eager:,.0f} samples/s")
+    single = eager
+    if compiled:
+        single = engine(task, 1, args.steps, True, device)
+        print(f"presynaptic, 1 run, compiled: {single:,.0f} samples/s")
+    batch_steps = max(1, args.steps // args.runs * 3)
+    batched = engine(task, args.runs, batch_steps, compiled, device)
+    print(f"presynaptic, {args.runs} runs batched: {batched:,.0f} samples/s in all")
+    print(f"batched / sequential: {batched / single:.2f}x")
+    print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single * FLOP_PER_SAMPLE / 1e9 / gflops:.0%}")
+    print(f"single run: {single:.0f} samples/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Command line of the library: ``python -m lib data {fetch,verify} [mnist fmnist]``."""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {"data": "fetch or verify the MNIST and Fashion-MNIST files"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:8s} {text}" for name, text in COMMANDS.items()]
+        print("usage: python -m lib COMMAND ...\ncommands:\n" + "\n".join(lines), file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "data":
+        from .cli_data import main as data_main
+
+        return data_main(argv[1:])
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Training engine: whole datasets as tensors, R runs trained together, one mini-batch step at a time.
+
+One training step of every run (authors' ``_train_step_ddc``, spec 1.3):
+
+1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p`;
+2. mean cross-entropy of the mini-batch and its gradient :math:`g = \\partial L/\\partial \\bar w`
+   (the gradient on the sampled sub-network, :math:`(r/p)\\,\\partial L/\\partial w`);
+3. (modulated) SGD on :math:`\\bar w` (eq. 5) with the current :math:`p`;
+4. release-probability update from the same gradient (eq. 4).
+
+Runs never interact: each has its own generator for initialisation, mini-batch order and masks.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .metrics import cross_entropy, mutual_information, soft_confusion
+from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales
+from .plasticity import learning_rate_factor, sgd_step, update_release_probability
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from .tasks import Benchmark
+
+EvalEvery = Literal["epoch", "task", "end", "never"]
+
+
+def default_device() -> torch.device:
+    """CUDA when present, the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Which parts of the update the runs of a network need, decided once per network.
+
+    Static flags let the step skip work no run needs (and let the compiler specialise on them).
+    """
+
+    stochastic: bool
+    learn_p: bool
+    mixed_p: bool
+    freeze: bool
+    lr_modulation: bool
+    weight_decay: bool
+    learn_bias: bool
+    scaled: Literal["all", "none", "mixed"]
+
+    @classmethod
+    def of(cls, net: StochasticMLP) -> "StepPlan":
+        scaled = net.hp["scaled"]
+        return cls(
+            stochastic=net.stochastic,
+            learn_p=net.any_run("learn_p"),
+            mixed_p=net.any_run("learn_p") and not net.all_runs("learn_p"),
+            freeze=bool(torch.isfinite(net.hp["p_freeze"]).any()),
+            lr_modulation=net.any_run("lr_modulation"),
+            weight_decay=bool((net.hp["weight_decay"] != 0).any()),
+            learn_bias=net.any_run("learn_bias"),
+            scaled="all" if bool(scaled.all()) else "none" if not bool(scaled.any()) else "mixed",
+        )
+
+
+def _step(
+    plan: StepPlan,
+    weights: list[Tensor],
+    biases: list[Tensor],
+    probs: list[Tensor],
+    uniforms: list[Tensor] | None,
+    x: Tensor,
+    y: Tensor,
+    hp: dict[str, Tensor],
+) -> Tensor:
+    """The training step on plain tensors (updates ``weights``, ``biases``, ``probs`` in place)."""
+    scales = [release_scales(u, p) for u, p in zip(uniforms, probs)] if uniforms is not None else None
+    transmitted = [w * s for w, s in zip(weights, scales)] if scales is not None else weights
+    logits, inputs = mlp_forward(x, transmitted, biases)
+    loss, dlogits = cross_entropy(logits, y)
+    grads_w, grads_b = mlp_backward(dlogits, inputs, transmitted)
+    scaled = {"all": 1.0, "none": 0.0, "mixed": hp["scaled"]}[plan.scaled]
+    for i in range(len(weights)):
+        g = grads_w[i] * scales[i] if scales is not None else grads_w[i]  # dL/d(wbar) = (r/p) dL/dw
+        p = probs[i]
+        factor = learning_rate_factor(p, modulation=hp["lr_modulation"], p_max=hp["p_max"]) if plan.lr_modulation else None
+        decay = hp["weight_decay"] if plan.weight_decay else 0.0
+        sgd_step(weights[i], g, lr=hp["lr"], weight_decay=decay, lr_factor=factor)
+        if plan.learn_bias:
+            sgd_step(biases[i], grads_b[i], lr=hp["bias_lr"], weight_decay=hp["bias_decay"])
+        if plan.learn_p:
+            new = update_release_probability(
+                p.clone() if plan.mixed_p else p, g, p_up=hp["p_up"], p_down=hp["p_down"], g_lim=hp["g_lim"],
+                p_min=hp["p_min"], p_max=hp["p_max"], p_freeze=hp["p_freeze"] if plan.freeze else None,
+                scaled=scaled,
+            )
+            if plan.mixed_p:
+                p.copy_(torch.where(hp["learn_p"] > 0, new, p))
+    return loss
+
+
+COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
+_compiled_step: Callable | None = None
+_compile_failed = False
+
+
+def compile_available() -> bool:
+    """Whether :func:`torch.compile` may be used: on CUDA, or on a CPU with a C++ compiler."""
+    if _compile_failed or os.environ.get("PRESYN_COMPILE", "1") == "0":
+        return False
+    return torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None = None, compile: bool = False) -> Tensor:
+    """One SGD + release-probability step of every run on its own mini-batch; returns the loss ``(R,)``.
+
+    ``x`` is ``(R, B, in)``, ``y`` ``(R, B)``. With ``compile=True`` the step runs through
+    :func:`torch.compile`, which fuses the element-wise work of eqs. 4-5 into a few loops (several
+    times faster on the CPU); if compilation fails, the eager step is used from then on.
+    """
+    global _compiled_step, _compile_failed
+    plan = plan or StepPlan.of(net)
+    args = (plan, net.weights, net.biases, net.probs, net.draw_uniforms(), x, y, net.hp)
+    if compile and not _compile_failed:
+        if _compiled_step is None:
+            _compiled_step = torch.compile(_step, dynamic=False)
+        try:
+            return _compiled_step(*args)
+        except Exception as err:  # a missing or broken compiler must not stop training
+            _compile_failed = True
+            warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
+    return _step(*args)
+
+
+@dataclass
+class Evaluation:
+    """Test metrics per run (arrays of shape ``(R,)``)."""
+
+    accuracy: np.ndarray
+    mutual_information: np.ndarray
+    activity: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(
+    net: StochasticMLP, x: Tensor, y: Tensor, *, n_samples: int = 10, mask_batch: int = 100
+) -> Evaluation:
+    """Accuracy, mutual information (bits) and activity energy of every run on one test set.
+
+    As in the authors' code (spec 2): each of ``n_samples`` stochastic passes draws one release mask
+    per ``mask_batch`` consecutive test examples; accuracy is the argmax of the softmax averaged over
+    the passes; the mutual information uses the soft confusion matrix of a single pass; the activity
+    is the summed post-ReLU activation of all hidden units per example, averaged over passes and
+    examples (Appendix). Deterministic networks make one pass. Masks come from the runs' evaluation
+    generators, so evaluation never changes the course of training.
+    """
+    x, y = x.to(net.device), y.to(net.device)
+    n_classes = net.sizes[-1]
+    n_samples = n_samples if net.stochastic else 1
+    chunk = mask_batch if net.stochastic else x.shape[0]
+    prob_sum = torch.zeros(net.n_runs, x.shape[0], n_classes, device=net.device)
+    activity = torch.zeros(net.n_runs, device=net.device)
+    confusion = torch.zeros(net.n_runs, n_classes, n_classes, device=net.device)
+    for s in range(n_samples):
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start:start + chunk]
+            logits, inputs = net.forward(xb, net.transmitted(net.eval_generators))
+            probs = torch.softmax(logits, dim=-1)
+            prob_sum[:, start:start + chunk] += probs
+            activity += sum(h.sum((1, 2)) for h in inputs[1:])
+            if s == 0:
+                confusion += soft_confusion(probs, y[start:start + chunk], n_classes)
+    accuracy = (prob_sum.argmax(-1) == y).float().mean(1)
+    return Evaluation(
+        accuracy=accuracy.cpu().numpy(),
+        mutual_information=mutual_information(confusion).cpu().numpy(),
+        activity=(activity / (n_samples * x.shape[0])).cpu().numpy(),
+    )
+
+
+@dataclass
+class History:
+    """What was measured during :func:`fit`, with the run axis first.
+
+    ``eval_points[e] = (task, epoch)`` is when evaluation ``e`` was made (after that epoch of that
+    task, both counted from 0). ``accuracy``, ``mutual_information`` and ``activity`` are
+    ``(R, E, T)`` (every task's test set at every evaluation), ``energy``, ``mean_p`` and
+    ``frozen`` are ``(R, E)``, ``train_loss`` is ``(R, total epochs)``.
+    """
+
+    runs: list[SynapseConfig]
+    eval_points: list[tuple[int, int]] = field(default_factory=list)
+    accuracy: np.ndarray | None = None
+    mutual_information: np.ndarray | None = None
+    activity: np.ndarray | None = None
+    energy: np.ndarray | None = None
+    mean_p: np.ndarray | None = None
+    frozen: np.ndarray | None = None
+    train_loss: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def fit(
+    net: StochasticMLP,
+    benchmark: Benchmark,
+    *,
+    epochs: int = 10,
+    batch_size: int = 100,
+    eval_every: EvalEvery = "epoch",
+    eval_samples: int = 10,
+    eval_batch: int = 100,
+    progress: bool | None = None,
+    on_epoch: Callable[[StochasticMLP, int, int], None] | None = None,
+    compile: bool | None = None,
+) -> History:
+    """Train every run of ``net`` on the tasks of ``benchmark`` in order, ``epochs`` epochs each.
+
+    Each epoch visits the task's training set in a fresh random order per run and drops the last
+    incomplete mini-batch (as the authors' loaders do). After every epoch (``eval_every="epoch"``),
+    every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
+    :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone). ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record
+    histograms). ``progress`` shows a progress bar (default: only on a terminal). ``compile``
+    fuses the training step with :func:`torch.compile` (default: when available and the run is
+    long enough to repay the compilation, about 10-30 s per new shape on the CPU; the environment
+    variable ``PRESYN_COMPILE=0`` switches it off).
+    """
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("eval_samples", eval_samples)
+    _check_positive_int("eval_batch", eval_batch)
+    if eval_every not in ("epoch", "task", "end", "never"):
+        raise ValueError(f"eval_every must be 'epoch', 'task', 'end' or 'never', got {eval_every!r}")
+    tasks = benchmark.tasks
+    if benchmark.n_classes != net.sizes[-1]:
+        raise ValueError(f"benchmark {benchmark.name} has {benchmark.n_classes} classes, network has {net.sizes[-1]} outputs")
+    for t in tasks:
+        if t.train_x.shape[1] != net.sizes[0]:
+            raise ValueError(f"task {t.name} has {t.train_x.shape[1]} inputs, network expects {net.sizes[0]}")
+        if t.train_x.shape[0] < batch_size:
+            raise ValueError(f"task {t.name} has {t.train_x.shape[0]} training examples, fewer than batch_size={batch_size}")
+
+    plan = StepPlan.of(net)
+    total_steps = epochs * sum(t.train_x.shape[0] // batch_size for t in tasks)
+    if compile is None:
+        compile = compile_available() and total_steps >= COMPILE_MIN_STEPS
+    hist = History(runs=list(net.runs))
+    records: dict[str, list] = {k: [] for k in ("accuracy", "mutual_information", "activity", "energy", "mean_p", "frozen")}
+    losses = []
+    warned = False
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(tasks) * epochs, disable=not show, desc=benchmark.name, unit="epoch")
+    start_time = time.perf_counter()
+    for t, task in enumerate(tasks):
+        train_x = task.train_x.to(net.device)
+        train_y = task.train_y.to(net.device)
+        n_steps = train_x.shape[0] // batch_size
+        for epoch in range(epochs):
+            order = torch.stack([
+                torch.randperm(train_x.shape[0], generator=g, device=net.device) for g in net.generators
+            ])
+            loss_sum = torch.zeros(net.n_runs, device=net.device)
+            for s in range(n_steps):
+                idx = order[:, s * batch_size:(s + 1) * batch_size]
+                loss_sum += train_step(net, train_x[idx], train_y[idx], plan, compile)
+            losses.append((loss_sum / n_steps).cpu().numpy())
+            diverged = [r for r in range(net.n_runs) if not np.isfinite(losses[-1][r])]
+            if diverged and not warned:
+                warnings.warn(f"run(s) {diverged} diverged (non-finite loss) in task {t}, epoch {epoch}; "
+                              "lower the learning rate", RuntimeWarning, stacklevel=2)
+                warned = True
+            last_epoch = epoch == epochs - 1
+            if eval_every == "epoch" or (eval_every == "task" and last_epoch) or (
+                eval_every == "end" and last_epoch and t == len(tasks) - 1
+            ):
+                evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch) for u in tasks]
+                hist.eval_points.append((t, epoch))
+                for key in ("accuracy", "mutual_information", "activity"):
+                    records[key].append(np.stack([getattr(e, key) for e in evals], axis=1))
+                records["energy"].append(net.synaptic_energy().cpu().numpy())
+                records["mean_p"].append(net.mean_release_probability().cpu().numpy())
+                records["frozen"].append(net.frozen_fraction().cpu().numpy())
+                bar.set_postfix(acc=f"{records['accuracy'][-1][:, : t + 1].mean():.3f}")
+            if on_epoch is not None:
+                on_epoch(net, t, epoch)
+            bar.update()
+    bar.close()
+    for key, values in records.items():
+        if values:
+            setattr(hist, key, np.stack(values, axis=1))
+    hist.train_loss = np.stack(losses, axis=1)
+    hist.seconds = time.perf_counter() - start_time
+    return hist

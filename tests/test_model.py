@@ -1,0 +1,111 @@
+"""The stochastic layer: release statistics, expected transmission, backprop, energy, configs."""
+import math
+
+import pytest
+import torch
+
+from lib.model import (
+    StochasticMLP,
+    SynapseConfig,
+    deterministic,
+    fixed_release,
+    mlp_backward,
+    mlp_forward,
+    presynaptic,
+    release_scales,
+)
+
+
+def test_release_mask_is_bernoulli_p_and_transmits_wbar_in_expectation():
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.25, 0.5, 0.9, 1.0]).repeat(50_000, 1)
+    s = release_scales(torch.rand(p.shape, generator=g), p)
+    released = (s > 0).float().mean(0)
+    assert torch.allclose(released, p[0], atol=0.01)  # 4 s.d. of a Bernoulli mean at n = 50000
+    assert torch.allclose(s.mean(0), torch.ones(4), atol=0.02)  # E[r/p] = 1
+    assert set(torch.unique(s[:, 1]).tolist()) == {0.0, 2.0}  # r/p takes values 0 and 1/p
+
+
+def test_transmitted_weights_average_to_wbar():
+    net = StochasticMLP([6, 5, 3], [presynaptic(seed=0)])
+    mean = sum(net.transmitted()[0] for _ in range(4000)) / 4000
+    # each transmitted weight is 0 or 4 wbar (p = 0.25): s.d. of the mean is sqrt(3)|wbar|/sqrt(4000)
+    assert torch.allclose(mean, net.weights[0], atol=0.15 * net.weights[0].abs().max().item())
+    assert (net.transmitted()[0] == 0).float().mean().item() == pytest.approx(0.75, abs=0.15)
+
+
+def test_one_mask_per_layer_shared_by_the_batch():
+    net = StochasticMLP([4, 3], [presynaptic(seed=1)])
+    w = net.transmitted()
+    x = torch.eye(4).unsqueeze(0)  # every example sees the same transmitted weights
+    logits, _ = net.forward(x, w)
+    assert torch.allclose(logits[0], (w[0][0] + net.biases[0][0][:, None]).T)
+
+
+def test_initialisation_is_pytorch_default_and_seeded():
+    a = StochasticMLP([100, 50, 10], [presynaptic(seed=3), presynaptic(seed=4)])
+    b = StochasticMLP([100, 50, 10], [presynaptic(seed=3)])
+    assert a.weights[0].abs().max().item() <= 1 / math.sqrt(100)
+    assert a.biases[1].abs().max().item() <= 1 / math.sqrt(50)
+    assert torch.equal(a.weights[0][0], b.weights[0][0])
+    assert not torch.equal(a.weights[0][0], a.weights[0][1])
+    assert torch.all(a.probs[0] == 0.25)
+
+
+def test_bias_modes():
+    net = StochasticMLP([5, 4], [presynaptic(bias="none"), presynaptic(bias="frozen")])
+    assert torch.all(net.biases[0][0] == 0) and torch.any(net.biases[0][1] != 0)
+    assert torch.equal(net.weights[0][0], net.weights[0][1])  # same seed, same weights whatever the bias
+
+
+def test_deterministic_network_draws_no_masks():
+    net = StochasticMLP([5, 4], [deterministic()])
+    assert not net.stochastic and net.draw_uniforms() is None
+    assert net.transmitted() is net.weights
+    assert torch.all(net.probs[0] == 1.0)
+    fixed = StochasticMLP([5, 4], [fixed_release(0.4)])
+    assert fixed.stochastic and torch.allclose(fixed.probs[0], torch.tensor(0.4))
+
+
+def test_backward_matches_autograd_for_shared_and_per_run_inputs():
+    torch.manual_seed(0)
+    ws = [torch.randn(2, 7, 5, requires_grad=True), torch.randn(2, 3, 7, requires_grad=True)]
+    bs = [torch.randn(2, 7, requires_grad=True), torch.randn(2, 3, requires_grad=True)]
+    for x in (torch.randn(2, 4, 5), torch.randn(4, 5)):
+        logits, inputs = mlp_forward(x, ws, bs)
+        upstream = torch.randn_like(logits)
+        gw, gb = mlp_backward(upstream, [h.detach() for h in inputs], [w.detach() for w in ws])
+        auto = torch.autograd.grad((logits * upstream).sum(), ws + bs)
+        for mine, ref in zip(gw + gb, auto):
+            assert torch.allclose(mine, ref, atol=1e-5)
+
+
+def test_synaptic_energy_is_l1_of_wbar_without_biases():
+    net = StochasticMLP([3, 2, 2], [presynaptic()])
+    expected = net.weights[0].abs().sum() + net.weights[1].abs().sum()
+    assert net.synaptic_energy().item() == pytest.approx(expected.item())
+    net.biases[0].fill_(100.0)
+    assert net.synaptic_energy().item() == pytest.approx(expected.item())
+
+
+def test_summaries_of_release_probabilities():
+    net = StochasticMLP([3, 2], [presynaptic(p_freeze=0.9)])
+    net.probs[0][0, 0, :2] = 0.95
+    assert net.mean_release_probability().item() == pytest.approx((4 * 0.25 + 2 * 0.95) / 6)
+    assert net.frozen_fraction().item() == pytest.approx(2 / 6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(p_init=0.1), dict(lr=0.0), dict(weight_decay=-1.0), dict(p_up=-0.1), dict(bias="some"), dict(p_step="linear")],
+)
+def test_invalid_configs_are_rejected_with_a_clear_message(bad):
+    with pytest.raises(ValueError, match="invalid SynapseConfig"):
+        SynapseConfig(**bad)
+
+
+def test_invalid_architectures_are_rejected():
+    with pytest.raises(ValueError, match="sizes"):
+        StochasticMLP([784], [presynaptic()])
+    with pytest.raises(ValueError, match="run"):
+        StochasticMLP([4, 2], [])
