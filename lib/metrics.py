@@ -24,8 +24,8 @@ def soft_confusion(probs: Tensor, labels: Tensor, n_classes: int) -> Tensor:
 
     ``probs`` ``(..., N, K)`` are softmax outputs, ``labels`` ``(N,)``; returns ``(..., n_classes, K)``.
     """
-    onehot = torch.nn.functional.one_hot(labels, n_classes).to(probs.dtype)
-    return onehot.T @ probs
+    confusion = probs.new_zeros(*probs.shape[:-2], n_classes, probs.shape[-1])
+    return confusion.index_add_(-2, labels, probs)
 
 
 def mutual_information(confusion: Tensor) -> Tensor:

@@ -159,13 +159,13 @@ def evaluate(
     per ``mask_batch`` consecutive test examples; accuracy is the argmax of the softmax averaged over
     the passes; the mutual information uses the soft confusion matrix of a single pass; the activity
     is the summed post-ReLU activation of all hidden units per example, averaged over passes and
-    examples (Appendix). Deterministic networks make one pass. Masks come from the runs' evaluation
+    examples (Appendix). Every run goes through the same passes, deterministic ones too, so that a
+    run's numbers do not depend on the runs evaluated with it. Masks come from the runs' evaluation
     generators, so evaluation never changes the course of training.
     """
     x, y = x.to(net.device), y.to(net.device)
     n_classes = net.sizes[-1]
-    n_samples = n_samples if net.stochastic else 1
-    chunk = mask_batch if net.stochastic else x.shape[0]
+    chunk = mask_batch
     prob_sum = torch.zeros(net.n_runs, x.shape[0], n_classes, device=net.device)
     activity = torch.zeros(net.n_runs, device=net.device)
     confusion = torch.zeros(net.n_runs, n_classes, n_classes, device=net.device)
