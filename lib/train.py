@@ -23,7 +23,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .metrics import cross_entropy, mutual_information, soft_confusion
 from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales

@@ -43,8 +43,7 @@ def record(chapter: Path) -> Path:
     for cell in nb.cells:
         if cell.cell_type == "code" and not cell.source.lstrip().startswith(CHECK):
             cell.outputs = []
-        if cell.cell_type == "code":
-            cell.execution_count = None
+            cell.execution_count = None  # nbval treats a cell with a count as one whose outputs count
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     nb.metadata.pop("papermill", None)
