@@ -179,6 +179,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2; it only encodes text
     }
 
     def find_class(self, module: str, name: str):
@@ -190,6 +191,10 @@ class _ArrayUnpickler(pickle.Unpickler):
             except ImportError:  # numpy < 2
                 from numpy.core.multiarray import _reconstruct
             return _reconstruct
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return getattr(np, name)
 
 

@@ -14,7 +14,7 @@ number generators, so a run's numbers do not depend on which runs share the batc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import torch
@@ -91,9 +91,6 @@ class SynapseConfig:
     def stochastic(self) -> bool:
         """Whether release is random at all (False for a deterministic network, p = 1)."""
         return self.learn_p or self.p_init < 1
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def presynaptic(**overrides) -> SynapseConfig:
@@ -313,6 +310,3 @@ class StochasticMLP:
         """Fraction of synapses with :math:`p \\ge p_{freeze}`, per run."""
         n = sum(p[0].numel() for p in self.probs)
         return sum((p >= self.hp["p_freeze"]).sum((1, 2)) for p in self.probs) / n
-
-    def state_dict(self) -> dict[str, list[Tensor]]:
-        return {"weights": self.weights, "biases": self.biases, "probs": self.probs}

@@ -28,9 +28,7 @@ from tqdm import tqdm
 from .metrics import cross_entropy, mutual_information, soft_confusion
 from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales
 from .plasticity import learning_rate_factor, sgd_step, update_release_probability
-from typing import TYPE_CHECKING
-if TYPE_CHECKING:
-    from .tasks import Benchmark
+from .tasks import Benchmark
 
 EvalEvery = Literal["epoch", "task", "end", "never"]
 
