@@ -148,3 +148,17 @@ def test_real_mnist_files():
     assert raw.train_images.shape == (60000, 28, 28) and raw.test_images.shape == (10000, 28, 28)
     assert torch.bincount(raw.train_labels).tolist()[:3] == [5923, 6742, 5958]
     assert torch.bincount(raw.test_labels).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_command_line_verify_and_errors(synthetic, capsys):
+    from lib.__main__ import main
+
+    assert main(["data", "verify", "mnist", "--root", str(synthetic)]) == 0
+    assert "verified" in capsys.readouterr().out
+    (synthetic / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    assert main(["data", "verify", "mnist", "--root", str(synthetic)]) == 1
+    assert "missing; run: python -m lib data fetch mnist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "verify", "cifar"])
+    assert "valid names: mnist, fmnist" in capsys.readouterr().err
+    assert main(["train"]) == 2
