@@ -1,0 +1,8 @@
+"""presynaptic-book: the library behind the executable reproduction of Schug, Benzing & Steger (eLife 2021).
+
+Modules, one concept each: ``data`` (raw MNIST / Fashion-MNIST files), ``tasks`` (Split and Permuted
+benchmarks), ``model`` (stochastic synapses, R runs batched), ``plasticity`` (learning rules, eqs. 4-5),
+``metrics`` (cross-entropy, mutual information) and ``train`` (the training engine).
+"""
+
+__version__ = "0.1.0"
