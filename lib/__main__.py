@@ -1,9 +1,12 @@
-"""Command line of the library: ``python -m lib data {fetch,verify} [mnist fmnist]``."""
+"""Command line of the library: ``python -m lib data ...`` and ``python -m lib energy ...``."""
 from __future__ import annotations
 
 import sys
 
-COMMANDS = {"data": "fetch or verify the MNIST and Fashion-MNIST files"}
+COMMANDS = {
+    "data": "fetch or verify the MNIST and Fashion-MNIST files",
+    "energy": "train the networks of the energy experiment (Fig. 1) and write their results as JSON",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_data import main as data_main
 
         return data_main(argv[1:])
-    return 2
+    from .cli_experiments import energy_main
+
+    return energy_main(argv[1:])
 
 
 if __name__ == "__main__":

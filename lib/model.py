@@ -159,12 +159,16 @@ def mlp_forward(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) 
     return h, inputs
 
 
-def mlp_backward(dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+def mlp_backward(
+    dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor], *, squared_per_example: bool = False
+) -> tuple[list[Tensor], list[Tensor]]:
     """Gradients w.r.t. the transmitted weights and the biases, by hand-written backprop.
 
     ``dlogits`` is :math:`\\partial L / \\partial z_{out}`, ``(R, B, C)``. For a layer with input
     :math:`h` and output gradient :math:`\\delta`, :math:`\\partial L/\\partial W = \\delta^\\top h`,
     :math:`\\partial L/\\partial b = \\sum_n \\delta_n`, and :math:`(\\delta W) \\odot [h > 0]` flows down.
+    With ``squared_per_example`` it returns :math:`\\sum_n (\\delta_n h_n^\\top)^2 = (\\delta^2)^\\top h^2` and
+    :math:`\\sum_n \\delta_n^2` instead: the summed squares of the per-example gradients (Fisher information).
     """
     n = len(weights)
     grads_w: list[Tensor] = [torch.empty(0)] * n
@@ -174,8 +178,12 @@ def mlp_backward(dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Te
         h = inputs[i]
         if h.dim() == 2:
             h = h.expand(delta.shape[0], *h.shape)
-        grads_w[i] = run_matmul(delta.transpose(1, 2), h)
-        grads_b[i] = delta.sum(1)
+        if squared_per_example:
+            grads_w[i] = run_matmul(delta.square().transpose(1, 2), h.square())
+            grads_b[i] = delta.square().sum(1)
+        else:
+            grads_w[i] = run_matmul(delta.transpose(1, 2), h)
+            grads_b[i] = delta.sum(1)
         if i > 0:
             delta = run_matmul(delta, weights[i]) * (h > 0)
     return grads_w, grads_b

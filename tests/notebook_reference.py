@@ -6,6 +6,7 @@ those are the seeded numbers that nbval (``pytest --nbval-lax``) re-computes and
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,9 @@ def code_cells(nb: nbformat.NotebookNode) -> list[str]:
 def record(chapter: Path) -> Path:
     import papermill
 
+    from lib.experiments import ENV_VAR
+
+    os.environ[ENV_VAR] = tempfile.mkdtemp(prefix="presyn-smoke-results-")  # smoke runs stay out of results/
     REFERENCE.mkdir(exist_ok=True)
     target = REFERENCE / chapter.name
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,191 @@
+"""Analyses of a trained network: sparsity, lesions, neuron-level importance, Fisher information.
+
+All functions take the final expected weights :math:`\\bar w` and release probabilities :math:`p` of
+one run as lists over layers of ``(out, in)`` tensors (see :func:`lib.experiments.load_state`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward
+from .train import evaluate
+
+IMPORTANT = 0.9  # release probability from which a synapse counts as important (paper, Fig. 2a)
+
+
+def fraction_important(probs: Sequence[Tensor], threshold: float = IMPORTANT) -> float:
+    """Fraction of all synapses with :math:`p \\ge` ``threshold``."""
+    flat = torch.cat([p.flatten() for p in probs])
+    return float((flat >= threshold).float().mean())
+
+
+# ---------------------------------------------------------------------------------------- lesions
+def lesion_masks(
+    importance: Sequence[Tensor], fractions: Sequence[float], generator: torch.Generator
+) -> list[list[Tensor]]:
+    """For each fraction, keep-masks that remove that fraction of all synapses, least important first.
+
+    As in the authors' code (spec 3.1), ties are broken by a jitter :math:`10^{-4}(U - 0.5)` and the
+    threshold is one global percentile over all layers.
+    """
+    jittered = [s + 1e-4 * (torch.rand(s.shape, generator=generator) - 0.5) for s in importance]
+    flat = torch.cat([j.flatten() for j in jittered])
+    masks = []
+    for f in fractions:
+        if not 0 <= f < 1:
+            raise ValueError(f"lesion fractions must lie in [0, 1), got {f}")
+        threshold = torch.quantile(flat.double(), f).float() if f > 0 else flat.min() - 1
+        masks.append([(j >= threshold).float() for j in jittered])
+    return masks
+
+
+LESION_ORDERS = ("p", "random", "magnitude", "magnitude_x_p")
+
+
+def importance_scores(order: str, weights: Sequence[Tensor], probs: Sequence[Tensor], *, seed: int = 0) -> list[Tensor]:
+    """Per-synapse importance for a lesion order: ``"p"`` (release probability, the paper's lesion),
+    ``"random"`` (its control), ``"magnitude"`` (:math:`|\\bar w|`) or ``"magnitude_x_p"`` (:math:`|\\bar w| p`)."""
+    g = torch.Generator().manual_seed(seed)
+    scores = {
+        "p": lambda: list(probs),
+        "random": lambda: [torch.rand(p.shape, generator=g) for p in probs],
+        "magnitude": lambda: [w.abs() for w in weights],
+        "magnitude_x_p": lambda: [w.abs() * p for w, p in zip(weights, probs)],
+    }
+    if order not in scores:
+        raise ValueError(f"unknown lesion order {order!r}; valid orders: {', '.join(LESION_ORDERS)}")
+    return scores[order]()
+
+
+def lesion_accuracy(
+    weights: Sequence[Tensor],
+    probs: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    importance: Sequence[Tensor],
+    fractions: Sequence[float],
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    seed: int = 0,
+    n_samples: int = 10,
+) -> np.ndarray:
+    """Test accuracy after removing a fraction of synapses (``wbar = 0``), least important first (Fig. 2b).
+
+    The surviving synapses keep their :math:`p`, so the network stays stochastic; the lesioned networks
+    of all fractions are evaluated together as one batch of runs (10 stochastic passes, spec 3.1).
+    """
+    masks = lesion_masks(importance, fractions, torch.Generator().manual_seed(seed))
+    net = network_of(weights, probs, biases, runs=len(fractions), seed=seed)
+    for i in range(net.n_layers):
+        net.weights[i] = net.weights[i] * torch.stack([m[i] for m in masks])
+    return evaluate(net, test_x, test_y, n_samples=n_samples).accuracy
+
+
+def network_of(
+    weights: Sequence[Tensor], probs: Sequence[Tensor], biases: Sequence[Tensor], *, runs: int = 1, seed: int = 0
+) -> StochasticMLP:
+    """A :class:`StochasticMLP` holding ``runs`` copies of one trained network (for evaluation)."""
+    sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    net = StochasticMLP(sizes, [SynapseConfig(seed=seed)] * runs)
+    net.weights = [w.expand(runs, *w.shape).clone() for w in weights]
+    net.probs = [p.expand(runs, *p.shape).clone() for p in probs]
+    net.biases = [b.expand(runs, *b.shape).clone() for b in biases]
+    return net
+
+
+# ---------------------------------------------------------------------------------------- neurons
+@dataclass
+class NeuronImportance:
+    """Important-synapse counts of the hidden neurons of one layer (Fig. 3)."""
+
+    inputs: np.ndarray  # important incoming synapses per neuron
+    outputs: np.ndarray  # important outgoing synapses per neuron
+    shuffled_inputs: np.ndarray  # the same count after shuffling which synapses are important
+    ks_statistic: float
+    ks_pvalue: float
+    n_high: int  # neurons with >= 2 s.d. more important inputs than the shuffled mean
+    n_low: int  # ... and >= 2 s.d. fewer
+    correlation: float  # Pearson r between important inputs and outputs
+
+
+def neuron_importance(
+    probs: Sequence[Tensor], layer: int, *, threshold: float = IMPORTANT, seed: int = 0, shuffles: int = 100
+) -> NeuronImportance:
+    """Counts of important inputs and outputs of the neurons of hidden ``layer`` (0 = first hidden layer).
+
+    The shuffled baseline permutes the importance labels among all synapses of the incoming weight
+    matrix, keeping their number (spec 3.4); ``shuffles`` permutations are pooled. The
+    Kolmogorov-Smirnov test compares the true with the shuffled distribution of input counts; a
+    neuron is highly (un)important when its count lies 2 s.d. above (below) the shuffled mean.
+    """
+    if not 0 <= layer < len(probs) - 1:
+        raise ValueError(f"layer must index a hidden layer, 0 to {len(probs) - 2}, got {layer}")
+    incoming = (probs[layer] >= threshold).float()
+    outgoing = (probs[layer + 1] >= threshold).float()
+    inputs = incoming.sum(1).numpy()
+    outputs = outgoing.sum(0).numpy()
+    g = torch.Generator().manual_seed(seed)
+    flat = incoming.flatten()
+    shuffled = np.concatenate([
+        flat[torch.randperm(flat.numel(), generator=g)].view_as(incoming).sum(1).numpy() for _ in range(shuffles)
+    ])
+    ks = stats.ks_2samp(inputs, shuffled)
+    mean, sd = shuffled.mean(), shuffled.std()
+    r = float(np.corrcoef(inputs, outputs)[0, 1]) if inputs.std() > 0 and outputs.std() > 0 else float("nan")
+    return NeuronImportance(
+        inputs=inputs, outputs=outputs, shuffled_inputs=shuffled, ks_statistic=float(ks.statistic),
+        ks_pvalue=float(ks.pvalue), n_high=int((inputs >= mean + 2 * sd).sum()),
+        n_low=int((inputs <= mean - 2 * sd).sum()), correlation=r,
+    )
+
+
+# ---------------------------------------------------------------------------------------- Fisher
+@torch.no_grad()
+def empirical_fisher(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, *, batch: int = 1000,
+    labels: str = "true", seed: int = 0,
+) -> list[Tensor]:
+    """Diagonal Fisher information of the expected weights, :math:`F_i = \\frac1N\\sum_n (\\partial_{\\bar w_i} \\log q(y_n|x_n))^2`.
+
+    As in the authors' analysis (spec 3.3) the network is made deterministic (all :math:`p = 1`), so
+    it computes with :math:`\\bar w`. ``labels="true"`` uses the data's labels (empirical Fisher, the
+    authors' choice); ``labels="model"`` samples :math:`y_n` from the network's own output (the true
+    Fisher, in expectation). Per-example gradients are outer products :math:`\\delta_n h_n^\\top`, so
+    their squares sum to :math:`(\\delta^2)^\\top h^2` without a loop over examples.
+    """
+    if labels not in ("true", "model"):
+        raise ValueError(f"labels must be 'true' or 'model', got {labels!r}")
+    g = torch.Generator().manual_seed(seed)
+    ws = [w.unsqueeze(0) for w in weights]
+    bs = [b.unsqueeze(0) for b in biases]
+    fisher = [torch.zeros_like(w) for w in weights]
+    for start in range(0, x.shape[0], batch):
+        logits, inputs = mlp_forward(x[start:start + batch], ws, bs)
+        probs = torch.softmax(logits, -1)
+        target = y[start:start + batch] if labels == "true" else torch.multinomial(probs[0], 1, generator=g)[:, 0]
+        # gradient of log q(y|x) w.r.t. the logits, per example: onehot(y) - softmax
+        delta = -probs
+        delta[0, torch.arange(target.shape[0]), target] += 1
+        squares, _ = mlp_backward(delta, inputs, ws, squared_per_example=True)
+        for f, s in zip(fisher, squares):
+            f += s[0]
+    return [f / x.shape[0] for f in fisher]
+
+
+def threshold_crossing_probability(g_lim: float, mean: np.ndarray | float, sd: np.ndarray | float) -> np.ndarray:
+    """:math:`\\Pr[|g| \\ge g_{lim}]` for a Gaussian gradient :math:`g \\sim N(\\mu, \\sigma^2)` (Methods).
+
+    .. math:: \\Pr = \\Phi\\Big(\\frac{-g_{lim} - \\mu}{\\sigma}\\Big) + 1 - \\Phi\\Big(\\frac{g_{lim} - \\mu}{\\sigma}\\Big)
+
+    which for :math:`\\mu = 0` is :math:`\\operatorname{erfc}(g_{lim} / (\\sigma\\sqrt2))`, increasing in
+    :math:`\\sigma^2 = \\mathbb E[g^2]`, the synapse's Fisher information. This is the probability that
+    eq. 4 raises the release probability in one step.
+    """
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    return stats.norm.cdf((-g_lim - mean) / sd) + stats.norm.sf((g_lim - mean) / sd)

@@ -1,0 +1,45 @@
+"""``python -m lib energy``: the runs of the energy experiment (Fig. 1) from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .data import DataError, write_atomic
+from .experiments import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_run, run_energy
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def energy_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib energy", description="Fig. 1: information and energy after training on MNIST")
+    parser.add_argument("--model", choices=ENERGY_MODELS, required=True)
+    parser.add_argument("--weight-decay", type=float, nargs="+", default=list(PAPER_WEIGHT_DECAYS), metavar="X")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=_positive, default=50)
+    parser.add_argument("--fixed-p", type=float, default=0.4, help="release probability of the fixed model")
+    parser.add_argument("--subset", type=_positive, default=None, help="training and test examples to keep")
+    parser.add_argument("--json", type=Path, required=True, metavar="OUT")
+    args = parser.parse_args(argv)
+    try:
+        runs = [energy_run(args.model, wd, seed, args.fixed_p) for wd in args.weight_decay for seed in args.seeds]
+    except ValueError as err:
+        parser.error(str(err))
+    protocol = EnergyProtocol(epochs=args.epochs, subset=args.subset)
+    try:
+        results = run_energy(runs, protocol)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    rows = [{"model": args.model, "weight_decay": r.weight_decay, "seed": r.seed, "p": r.p_init if not r.learn_p else None, **res}
+            for r, res in zip(runs, results)]
+    write_atomic(args.json, json.dumps({"protocol": asdict(protocol), "runs": rows}, indent=1).encode())
+    print(f"wrote {len(rows)} runs to {args.json}")
+    return 0
