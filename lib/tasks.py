@@ -5,7 +5,8 @@
   parity decision (label = class mod 2) on one shared 2-unit output; no task identity is given.
 * ``perm_mnist``, ``perm_fmnist``, ``perm_mnist_cont``: 10 tasks, each the full dataset under its own
   fixed pixel permutation (every task permuted, task 1 included), shared 10-way output. The
-  continuous variant draws its training stream with :func:`continuous_task_probs`.
+  continuous variant draws its training stream with :func:`continuous_task_probs` and
+  :func:`sample_continuous_stream`.
 
 Images are scaled to [0, 1] and standardised with the dataset's mean and s.d., as torchvision's
 ``ToTensor`` and ``Normalize`` do in the authors' code, then flattened to 784 inputs.
@@ -13,6 +14,7 @@ Images are scaled to [0, 1] and standardised with the dataset's mean and s.d., a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -45,6 +47,7 @@ class Task:
     test_y: Tensor
 
     def to(self, device: str | torch.device) -> "Task":
+        """This task with its tensors on ``device``."""
         return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
 
 
@@ -58,9 +61,11 @@ class Benchmark:
 
     @property
     def n_tasks(self) -> int:
+        """Number of tasks learned in sequence."""
         return len(self.tasks)
 
     def to(self, device: str | torch.device) -> "Benchmark":
+        """A copy of the benchmark with every task's tensors on ``device``."""
         return replace(self, tasks=tuple(t.to(device) for t in self.tasks))
 
 
@@ -71,12 +76,13 @@ def dataset_of(name: str) -> str:
 
 
 def check_name(name: str) -> None:
+    """Raise a ``ValueError`` listing the valid names unless ``name`` is a known benchmark."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; valid names: {', '.join(BENCHMARKS)}")
 
 
 def normalise(images: Tensor, dataset: str) -> Tensor:
-    """uint8 images ``(N, 28, 28)`` to standardised float32 vectors ``(N, 784)``."""
+    """uint8 images ``(N, 28, 28)`` to standardised float32 vectors ``(N, 784)`` (``ToTensor`` then ``Normalize``)."""
     mean, sd = NORMALISATION[dataset]
     return images.reshape(images.shape[0], -1).float().div_(255).sub_(mean).div_(sd)
 
@@ -88,60 +94,71 @@ def permutations(seed: int, n: int = N_PERMUTATIONS, size: int = 784) -> list[Te
 
 
 def build_benchmark(name: str, raw: RawData, *, seed: int = 0, subset: int | None = None) -> Benchmark:
-    """The benchmark ``name`` from raw data (``seed`` fixes the permutations, ``subset`` truncates each task)."""
+    """The benchmark ``name`` from raw data.
+
+    ``seed`` fixes the permutations and nothing else; ``subset`` keeps the first ``subset`` training
+    and the first ``subset`` test examples of each task (smoke runs).
+    """
     check_name(name)
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ValueError(f"subset must be a positive integer or None, got {subset!r}")
     dataset = dataset_of(name)
-    train_x, test_x = normalise(raw.train_images, dataset), normalise(raw.test_images, dataset)
-    train_y, test_y = raw.train_labels, raw.test_labels
-    cut = slice(None, subset)
     if name.startswith("split"):
+        train_x, test_x = normalise(raw.train_images, dataset), normalise(raw.test_images, dataset)
+        train_y, test_y = raw.train_labels, raw.test_labels
         tasks = []
         for a, b in SPLIT_PAIRS:
-            tr = (train_y == a) | (train_y == b)
-            te = (test_y == a) | (test_y == b)
-            tasks.append(Task(f"{a}/{b}", train_x[tr][cut], train_y[tr][cut] % 2, test_x[te][cut], test_y[te][cut] % 2))
+            tr = ((train_y == a) | (train_y == b)).nonzero().squeeze(1)[:subset]
+            te = ((test_y == a) | (test_y == b)).nonzero().squeeze(1)[:subset]
+            tasks.append(Task(f"{a}/{b}", train_x[tr], train_y[tr] % 2, test_x[te], test_y[te] % 2))
         return Benchmark(name, tuple(tasks), 2)
+    train_x, test_x = normalise(raw.train_images[:subset], dataset), normalise(raw.test_images[:subset], dataset)
+    train_y, test_y = raw.train_labels[:subset], raw.test_labels[:subset]
     if name.startswith("perm"):
         tasks = tuple(
-            Task(f"permutation {i + 1}", train_x[cut][:, perm], train_y[cut], test_x[cut][:, perm], test_y[cut])
+            Task(f"permutation {i + 1}", train_x[:, perm], train_y, test_x[:, perm], test_y)
             for i, perm in enumerate(permutations(seed))
         )
         return Benchmark(name, tasks, 10)
-    return Benchmark(name, (Task(dataset, train_x[cut], train_y[cut], test_x[cut], test_y[cut]),), 10)
+    return Benchmark(name, (Task(dataset, train_x, train_y, test_x, test_y),), 10)
 
 
 def make_benchmark(
-    name: str, *, seed: int = 0, root=None, subset: int | None = None, device: str | torch.device = "cpu"
+    name: str,
+    *,
+    seed: int = 0,
+    root: str | Path | None = None,
+    subset: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> Benchmark:
-    """Load the raw data (see :func:`lib.data.load`) and build the benchmark ``name`` on ``device``."""
+    """Load the raw data (see :func:`lib.data.load`; it never downloads) and build the benchmark ``name`` on ``device``."""
     check_name(name)
     return build_benchmark(name, load(dataset_of(name), root), seed=seed, subset=subset).to(device)
 
 
 def continuous_task_probs(n_tasks: int, steps_per_task: int, transition_portion: float = 0.25) -> Tensor:
-    """Probability of drawing each task at each position of the continuous stream (spec 4.3).
+    """Probability of drawing each task at each position of the continuous stream (spec 4.3), float64.
 
     Returns ``(n_tasks * steps_per_task, n_tasks)``. With ``k = int(steps_per_task * transition_portion / 2)``,
-    the first ``k`` positions of task j's block mix task j-1 (falling linearly from 0.5 to 0) with task j
-    (rising from 0.5 to 1); the last ``k`` mix task j (1 to 0.5) with task j+1 (0 to 0.5); in between
-    the stream is pure task j. The first task starts pure and the last one ends pure.
+    the first ``k`` positions of task j's block mix task j-1 (falling linearly from 0.5 to 0, both
+    ends included, as the authors' ``torch.linspace``) with task j (0.5 to 1); the last ``k`` mix task j
+    (1 to 0.5) with task j+1 (0 to 0.5); in between the stream is pure task j. The first task starts
+    pure and the last one ends pure.
     """
     if n_tasks < 1 or steps_per_task < 1 or not 0 <= transition_portion <= 1:
         raise ValueError("need n_tasks >= 1, steps_per_task >= 1 and 0 <= transition_portion <= 1")
     k = int(steps_per_task * transition_portion / 2)
     probs = torch.zeros(n_tasks * steps_per_task, n_tasks, dtype=torch.float64)
-    ramp = 0.5 * torch.arange(k, dtype=torch.float64) / max(k, 1)  # 0 ... just below 0.5
+    fall = torch.linspace(0.5, 0.0, k, dtype=torch.float64)
     for j in range(n_tasks):
-        block = probs[j * steps_per_task:(j + 1) * steps_per_task]
+        block = probs[j * steps_per_task:(j + 1) * steps_per_task]  # a view: writes land in probs
         block[:, j] = 1.0
         if k and j > 0:
-            block[:k, j - 1] = 0.5 - ramp
-            block[:k, j] = 0.5 + ramp
+            block[:k, j - 1] = fall
+            block[:k, j] = 1.0 - fall
         if k and j < n_tasks - 1:
-            block[steps_per_task - k:, j] = 1.0 - ramp
-            block[steps_per_task - k:, j + 1] = ramp
+            block[steps_per_task - k:, j] = 1.0 - fall.flip(0)
+            block[steps_per_task - k:, j + 1] = fall.flip(0)
     return probs
 
 
@@ -150,12 +167,23 @@ def sample_continuous_stream(
 ) -> tuple[Tensor, Tensor]:
     """Draw, independently for every position, a task from ``probs`` and an example uniformly within it.
 
-    Returns (task index, example index within that task), each ``(len(probs),)`` int64. One inverse-CDF
-    lookup per position, vectorised; call it per block of positions to bound memory.
+    ``probs`` is ``(positions, n_tasks)`` (rows of :func:`continuous_task_probs`), ``task_sizes`` the
+    number of training examples of each task; every example can be drawn. Returns (task index,
+    example index within that task), each ``(positions,)`` int64. Vectorised inverse-CDF sampling;
+    it holds a few ``(positions, n_tasks)`` float64 tensors, so at paper scale (6,000,000 positions)
+    call it once per task block.
     """
-    cdf = probs.cumsum(1)
-    u = torch.rand(len(probs), 1, generator=generator, dtype=cdf.dtype)
-    task = (u > cdf).sum(1).clamp_(max=probs.shape[1] - 1)
+    if probs.ndim != 2 or len(task_sizes) != probs.shape[1]:
+        raise ValueError(f"probs must be (positions, n_tasks) with one size per task; got {tuple(probs.shape)} "
+                         f"and {len(task_sizes)} sizes")
+    if min(task_sizes) < 1:
+        raise ValueError(f"every task needs at least one example, got sizes {list(task_sizes)}")
+    cdf = probs.to(torch.float64).cumsum(1)
+    if (probs < 0).any() or not (cdf[:, -1] > 0).all():
+        raise ValueError("every row of probs must be non-negative with a positive sum")
+    cdf /= cdf[:, -1:].clone()  # last column exactly 1, so a task of probability 0 is never drawn
+    u = torch.rand(len(probs), 1, generator=generator, dtype=torch.float64)
+    task = (u >= cdf).sum(1)
     sizes = torch.tensor(list(task_sizes), dtype=torch.float64)
     example = (torch.rand(len(probs), generator=generator, dtype=torch.float64) * sizes[task]).long()
     return task, example

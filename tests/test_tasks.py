@@ -59,11 +59,18 @@ def test_permuted_tasks_all_permuted_distinct_and_seeded(raw):
     assert not torch.equal(permutations(4)[0], perms[0])
 
 
-def test_subset_and_single_task_benchmarks(raw):
-    bench = build_benchmark("fmnist", raw, subset=20)
-    assert bench.n_tasks == 1 and bench.tasks[0].train_x.shape == (20, 784) and bench.tasks[0].test_x.shape == (20, 784)
-    with pytest.raises(ValueError, match="subset"):
-        build_benchmark("mnist", raw, subset=0)
+def test_subset_keeps_the_first_examples_of_every_task(raw):
+    single = build_benchmark("fmnist", raw, subset=20)
+    assert single.n_tasks == 1 and single.tasks[0].train_x.shape == (20, 784) and single.tasks[0].test_x.shape == (20, 784)
+    assert torch.equal(single.tasks[0].train_x, normalise(raw.train_images[:20], "fmnist"))
+    split = build_benchmark("split_fmnist", raw, subset=7)
+    assert all(len(t.train_y) == 7 and len(t.test_y) == 7 for t in split.tasks)
+    assert torch.equal(split.tasks[1].train_x, build_benchmark("split_fmnist", raw).tasks[1].train_x[:7])
+    perm = build_benchmark("perm_mnist", raw, subset=9)
+    assert all(t.train_x.shape == (9, 784) and t.test_x.shape == (9, 784) for t in perm.tasks)
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(ValueError, match="subset"):
+            build_benchmark("mnist", raw, subset=bad)
 
 
 def test_unknown_benchmark_lists_the_valid_names(raw):
@@ -75,20 +82,46 @@ def test_unknown_benchmark_lists_the_valid_names(raw):
 
 def test_continuous_schedule_follows_the_spec():
     probs = continuous_task_probs(3, 100, 0.2)  # k = 10 positions of transition on each side
-    assert probs.shape == (300, 3)
+    one = torch.ones(90, dtype=probs.dtype)
+    assert probs.shape == (300, 3) and probs.dtype == torch.float64
     assert torch.allclose(probs.sum(1), torch.ones(300, dtype=probs.dtype))
-    assert torch.equal(probs[:90, 0], torch.ones(90, dtype=probs.dtype))  # first task starts pure
-    assert probs[90, 0] == 1.0 and probs[90, 1] == 0.0 and probs[99, 1] == pytest.approx(0.45)
-    assert probs[100, 0] == 0.5 and probs[100, 1] == 0.5  # next block starts at one half each
-    assert probs[109, 0] == pytest.approx(0.05) and probs[110, 1] == 1.0
-    assert torch.equal(probs[210:, 2], torch.ones(90, dtype=probs.dtype))  # last task ends pure
+    assert torch.equal(probs[:90, 0], one)  # first task starts pure
+    assert probs[90, 0] == 1.0 and probs[90, 1] == 0.0  # out-ramp of task 1 starts at (1, 0) ...
+    assert probs[99, 0] == 0.5 and probs[99, 1] == 0.5  # ... and ends at (0.5, 0.5)
+    assert probs[100, 0] == 0.5 and probs[100, 1] == 0.5  # in-ramp of task 2 starts at (0.5, 0.5) ...
+    assert probs[109, 0] == 0.0 and probs[109, 1] == 1.0  # ... and ends at (0, 1)
+    assert torch.allclose(probs[100:110, 0], torch.linspace(0.5, 0.0, 10, dtype=probs.dtype))  # linear
+    assert torch.equal(probs[110:190, 1], one[:80]) and probs[190:, 0].abs().sum() == 0
+    assert torch.equal(probs[210:, 2], one)  # last task ends pure
     assert torch.equal(continuous_task_probs(2, 10, 0.0), torch.repeat_interleave(torch.eye(2, dtype=probs.dtype), 10, 0))
 
 
+@pytest.mark.parametrize("steps, k", [(600, 75), (100, 12)])  # k = int(steps * 0.25 / 2), as at paper scale
+def test_continuous_schedule_ramp_length(steps, k):
+    probs = continuous_task_probs(4, steps)
+    mixed = ((probs > 0).sum(1) == 2).nonzero().squeeze(1)
+    assert len(mixed) == 3 * 2 * (k - 1)  # three boundaries, two ramps each, minus each ramp's pure end point
+    assert mixed[0] == steps - k + 1 and mixed[-1] == 3 * steps + k - 2
+
+
 def test_continuous_stream_draws_tasks_with_the_scheduled_frequencies():
-    probs = continuous_task_probs(2, 50_000, 1.0)
-    task, example = sample_continuous_stream(probs, [7, 11], torch.Generator().manual_seed(0))
-    first_half = task[:25_000].float().mean().item()  # expected share of task 2: the ramp's mean
-    assert first_half == pytest.approx(probs[:25_000, 1].mean().item(), abs=0.01)
-    assert example[task == 0].max() == 6 and example[task == 1].max() == 10
-    assert example.min() == 0
+    probs = continuous_task_probs(3, 40_000, 1.0)
+    task, example = sample_continuous_stream(probs, [7, 11, 5], torch.Generator().manual_seed(0))
+    assert task.dtype == example.dtype == torch.int64 and task.shape == example.shape == (120_000,)
+    for lo, hi in [(0, 20_000), (20_000, 40_000), (40_000, 60_000), (60_000, 80_000)]:
+        shares = torch.bincount(task[lo:hi], minlength=3).double() / (hi - lo)
+        assert torch.allclose(shares, probs[lo:hi].mean(0), atol=0.01)
+    assert (task[probs[torch.arange(len(task)), task] == 0]).numel() == 0  # never a task of probability 0
+    for t, size in enumerate([7, 11, 5]):  # uniform within the task, every example drawable
+        assert torch.bincount(example[task == t], minlength=size).min() > 0 and example[task == t].max() == size - 1
+
+
+def test_continuous_stream_is_seeded_and_checks_its_arguments():
+    probs = continuous_task_probs(2, 100)
+    a = sample_continuous_stream(probs, [3, 3], torch.Generator().manual_seed(1))
+    b = sample_continuous_stream(probs, [3, 3], torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="one size per task"):
+        sample_continuous_stream(probs, [3], torch.Generator())
+    with pytest.raises(ValueError, match="at least one example"):
+        sample_continuous_stream(probs, [3, 0], torch.Generator())
