@@ -1,4 +1,4 @@
-"""Command line of the library: ``python -m lib data ...`` and ``python -m lib energy ...``."""
+"""Command line of the library: ``python -m lib data|energy|lifelong ...``."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +6,7 @@ import sys
 COMMANDS = {
     "data": "fetch or verify the MNIST and Fashion-MNIST files",
     "energy": "train the networks of the energy experiment (Fig. 1) and write their results as JSON",
+    "lifelong": "continual learning of one method on one benchmark (Fig. 4, Appendix table) as JSON",
 }
 
 
@@ -19,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_data import main as data_main
 
         return data_main(argv[1:])
-    from .cli_experiments import energy_main
+    from .cli_experiments import energy_main, lifelong_main
 
-    return energy_main(argv[1:])
+    return (energy_main if argv[0] == "energy" else lifelong_main)(argv[1:])
 
 
 if __name__ == "__main__":

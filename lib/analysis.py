@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward
+from .model import StochasticMLP, SynapseConfig, diagonal_fisher
 from .train import evaluate
 
 IMPORTANT = 0.9  # release probability from which a synapse counts as important (paper, Fig. 2a)
@@ -146,7 +146,6 @@ def neuron_importance(
 
 
 # ---------------------------------------------------------------------------------------- Fisher
-@torch.no_grad()
 def empirical_fisher(
     weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, *, batch: int = 1000,
     labels: str = "true", seed: int = 0,
@@ -156,26 +155,11 @@ def empirical_fisher(
     As in the authors' analysis (spec 3.3) the network is made deterministic (all :math:`p = 1`), so
     it computes with :math:`\\bar w`. ``labels="true"`` uses the data's labels (empirical Fisher, the
     authors' choice); ``labels="model"`` samples :math:`y_n` from the network's own output (the true
-    Fisher, in expectation). Per-example gradients are outer products :math:`\\delta_n h_n^\\top`, so
-    their squares sum to :math:`(\\delta^2)^\\top h^2` without a loop over examples.
+    Fisher, in expectation). See :func:`lib.model.diagonal_fisher`; biases are left out.
     """
-    if labels not in ("true", "model"):
-        raise ValueError(f"labels must be 'true' or 'model', got {labels!r}")
-    g = torch.Generator().manual_seed(seed)
-    ws = [w.unsqueeze(0) for w in weights]
-    bs = [b.unsqueeze(0) for b in biases]
-    fisher = [torch.zeros_like(w) for w in weights]
-    for start in range(0, x.shape[0], batch):
-        logits, inputs = mlp_forward(x[start:start + batch], ws, bs)
-        probs = torch.softmax(logits, -1)
-        target = y[start:start + batch] if labels == "true" else torch.multinomial(probs[0], 1, generator=g)[:, 0]
-        # gradient of log q(y|x) w.r.t. the logits, per example: onehot(y) - softmax
-        delta = -probs
-        delta[0, torch.arange(target.shape[0]), target] += 1
-        squares, _ = mlp_backward(delta, inputs, ws, squared_per_example=True)
-        for f, s in zip(fisher, squares):
-            f += s[0]
-    return [f / x.shape[0] for f in fisher]
+    fisher, _ = diagonal_fisher([w.unsqueeze(0) for w in weights], [b.unsqueeze(0) for b in biases], x, y,
+                                labels=labels, generators=[torch.Generator().manual_seed(seed)], batch=batch)
+    return [f[0] for f in fisher]
 
 
 def threshold_crossing_probability(g_lim: float, mean: np.ndarray | float, sd: np.ndarray | float) -> np.ndarray:

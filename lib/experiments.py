@@ -93,7 +93,7 @@ def energy_run(model: str, weight_decay: float, seed: int, fixed_p: float = 0.4,
 
 
 def _run_config(protocol: EnergyProtocol, run: SynapseConfig) -> dict:
-    return {"protocol": asdict(protocol), "run": asdict(run)}
+    return {"protocol": asdict(protocol), "run": run.describe()}
 
 
 def run_energy(

@@ -14,7 +14,7 @@ number generators, so a run's numbers do not depend on which runs share the batc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal, Sequence
 
 import torch
@@ -22,6 +22,9 @@ from torch import Tensor
 
 Bias = Literal["none", "frozen", "learned"]
 PStep = Literal["scaled", "constant"]
+Optimizer = Literal["sgd", "adam"]
+ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
+ADAM_EPS = 1e-8
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ class SynapseConfig:
         bias: ``"frozen"`` keeps biases at their random initial values (authors' code for this
             model), ``"none"`` has no biases (the paper's text), ``"learned"`` trains them by SGD
             (authors' code for the deterministic and fixed-p baselines). Biases are never masked.
+        release_p: the "ghost" control of Fig. 5a: release happens with this fixed probability,
+            while :math:`p` still evolves by eq. 4 and still modulates learning, freezing and the
+            normalisation :math:`r\\bar w / p` (authors' code, spec 4.4). ``None``: release with :math:`p`.
+        optimizer: ``"sgd"`` (the presynaptic model, eq. 5) or ``"adam"`` (some of the authors'
+            baselines; torch's Adam, L2 decay added to the gradient). All runs of one network share it.
+        ewc_lambda: strength :math:`\\lambda` of the elastic weight consolidation penalty
+            :math:`\\tfrac\\lambda2\\sum_{t}\\sum_i F^{(t)}_i(\\bar w_i - \\bar w^{(t)}_i)^2` over past tasks
+            (Kirkpatrick et al. 2017); 0 switches it off.
     """
 
     seed: int = 0
@@ -66,6 +77,13 @@ class SynapseConfig:
     lr_modulation: bool = False
     p_step: PStep = "scaled"
     bias: Bias = "frozen"
+    release_p: float | None = None
+    optimizer: Optimizer = "sgd"
+    ewc_lambda: float = 0.0
+
+    # Fields added after the first results were stored: they enter a run's description (and so its
+    # cache key) only when they differ from their default, which keeps earlier keys valid.
+    LATER_FIELDS = ("release_p", "optimizer", "ewc_lambda")
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,20 +95,29 @@ class SynapseConfig:
             )
         if self.lr <= 0:
             problems.append(f"lr={self.lr} must be positive")
-        for name in ("weight_decay", "p_up", "p_down", "g_lim"):
+        for name in ("weight_decay", "p_up", "p_down", "g_lim", "ewc_lambda"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} must be >= 0")
         if self.p_step not in ("scaled", "constant"):
             problems.append(f"p_step={self.p_step!r} must be 'scaled' or 'constant'")
         if self.bias not in ("none", "frozen", "learned"):
             problems.append(f"bias={self.bias!r} must be 'none', 'frozen' or 'learned'")
+        if self.release_p is not None and not 0 < self.release_p <= 1:
+            problems.append(f"release_p={self.release_p} must lie in (0, 1] or be None")
+        if self.optimizer not in ("sgd", "adam"):
+            problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
         if problems:
             raise ValueError("invalid SynapseConfig: " + "; ".join(problems))
+
+    def describe(self) -> dict:
+        """The run's settings as a plain dict (for cache keys and result files)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
 
     @property
     def stochastic(self) -> bool:
         """Whether release is random at all (False for a deterministic network, p = 1)."""
-        return self.learn_p or self.p_init < 1
+        return self.learn_p or self.p_init < 1 or (self.release_p is not None and self.release_p < 1)
 
 
 def presynaptic(**overrides) -> SynapseConfig:
@@ -116,13 +143,15 @@ def _derived_seed(seed: int, stream: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9) % (2**63)
 
 
-def release_scales(uniforms: Tensor, p: Tensor) -> Tensor:
+def release_scales(uniforms: Tensor, p: Tensor, release: Tensor | None = None) -> Tensor:
     """Release mask divided by the release probability, :math:`r / p` with :math:`r = [u < p]`.
 
     For :math:`u \\sim U[0, 1)`, :math:`r \\sim \\mathrm{Bernoulli}(p)` and :math:`\\mathbb E[r/p] = 1`, so
-    ``weight * release_scales(u, p)`` transmits :math:`\\bar w` in expectation (spec 1.2).
+    ``weight * release_scales(u, p)`` transmits :math:`\\bar w` in expectation (spec 1.2). With
+    ``release`` given (the ghost control), :math:`r = [u < \\text{release}]` while the division is
+    still by :math:`p`, as in the authors' code (spec 4.4).
     """
-    return (uniforms < p) / p
+    return (uniforms < (p if release is None else release)) / p
 
 
 def run_matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -189,6 +218,40 @@ def mlp_backward(
     return grads_w, grads_b
 
 
+@torch.no_grad()
+def diagonal_fisher(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, *, labels: str = "true",
+    generators: Sequence[torch.Generator] | None = None, batch: int = 1000,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Diagonal Fisher information of R deterministic networks (weights ``(R, out, in)``) on ``x``.
+
+    :math:`F_i = \\frac1N\\sum_n (\\partial_{\\theta_i} \\log q(y_n|x_n))^2` for every weight and bias.
+    ``labels="true"`` uses the data's labels (the empirical Fisher); ``labels="model"`` draws
+    :math:`y_n` from the network's own output with each run's generator (the Fisher proper, in
+    expectation). Per-example gradients are outer products :math:`\\delta_n h_n^\\top`, so their
+    squares sum to :math:`(\\delta^2)^\\top h^2` without a loop over examples.
+    """
+    if labels not in ("true", "model"):
+        raise ValueError(f"labels must be 'true' or 'model', got {labels!r}")
+    if labels == "model" and (generators is None or len(generators) != weights[0].shape[0]):
+        raise ValueError("labels='model' needs one generator per run")
+    fisher_w = [torch.zeros_like(w) for w in weights]
+    fisher_b = [torch.zeros_like(b) for b in biases]
+    for start in range(0, x.shape[0], batch):
+        logits, inputs = mlp_forward(x[start:start + batch], weights, biases)
+        probs = torch.softmax(logits, -1)
+        if labels == "true":
+            target = y[start:start + batch].expand(probs.shape[:2])
+        else:
+            target = torch.stack([torch.multinomial(q, 1, generator=g)[:, 0] for q, g in zip(probs, generators)])
+        # gradient of log q(y|x) w.r.t. the logits, per example: onehot(y) - softmax
+        delta = (-probs).scatter_add_(-1, target.unsqueeze(-1), torch.ones_like(probs[..., :1]))
+        squares_w, squares_b = mlp_backward(delta, inputs, weights, squared_per_example=True)
+        for f, s in zip(fisher_w + fisher_b, squares_w + squares_b):
+            f += s
+    return [f / x.shape[0] for f in fisher_w], [f / x.shape[0] for f in fisher_b]
+
+
 class StochasticMLP:
     """R runs of an MLP with stochastic synapses, ReLU hidden units and a softmax output.
 
@@ -208,6 +271,8 @@ class StochasticMLP:
             raise ValueError(f"sizes must list at least two positive layer widths, got {list(sizes)}")
         if not runs:
             raise ValueError("at least one run is needed")
+        if len({c.optimizer for c in runs}) > 1:
+            raise ValueError("all runs of one network must share the optimizer")
         self.sizes = [int(s) for s in sizes]
         self.runs = list(runs)
         self.device = torch.device(device)
@@ -229,6 +294,12 @@ class StochasticMLP:
             self.biases.append(b * keep_bias[:, None])
             self.probs.append(p_init[:, None, None].expand_as(w).clone())
         self.hp = self._hyperparameter_tensors()
+        self.state = self._optimizer_state()
+        # EWC samples the labels of its Fisher information from a stream of its own, so that the
+        # course of training does not depend on it.
+        self.fisher_generators = [
+            torch.Generator(self.device).manual_seed(_derived_seed(c.seed, 2)) for c in self.runs
+        ] if "fisher_w" in self.state else []
 
     def _uniform(self, shape: tuple[int, ...], bound: float, g: torch.Generator) -> Tensor:
         return torch.rand(shape, generator=g, device=self.device).mul_(2 * bound).sub_(bound)
@@ -247,12 +318,32 @@ class StochasticMLP:
             "lr_modulation": [float(c.lr_modulation) for c in self.runs],
             "scaled": [float(c.p_step == "scaled") for c in self.runs],
             "learn_bias": [float(c.bias == "learned") for c in self.runs],
+            "ghost": [float(c.release_p is not None) for c in self.runs],
+            "release_p": [1.0 if c.release_p is None else c.release_p for c in self.runs],
+            "ewc_lambda": [c.ewc_lambda for c in self.runs],
         }
         hp = {k: torch.tensor(v, dtype=torch.float32, device=self.device)[:, None, None] for k, v in cols.items()}
         hp["bias_lr"] = (hp["lr"] * hp["learn_bias"])[:, :, 0]  # (R, 1), to broadcast over biases (R, out)
         hp["bias_decay"] = hp["weight_decay"][:, :, 0]
+        hp["bias_ewc_lambda"] = hp["ewc_lambda"][:, :, 0]
         return hp
 
+    def _optimizer_state(self) -> dict[str, list[Tensor]]:
+        """Zeroed state of Adam (moments ``m_*``, ``v_*`` and the step count) and of EWC.
+
+        EWC keeps, per parameter, the summed Fisher information of the past tasks
+        :math:`A = \\sum_t F^{(t)}` and :math:`B = \\sum_t F^{(t)} \\bar w^{(t)}`, so that the penalty's
+        gradient is :math:`\\lambda (A \\bar w - B)`.
+        """
+        names = []
+        if self.runs[0].optimizer == "adam":
+            names += ["m_w", "v_w", "m_b", "v_b"]
+        if any(c.ewc_lambda > 0 for c in self.runs):
+            names += ["fisher_w", "anchor_w", "fisher_b", "anchor_b"]
+        state = {n: [torch.zeros_like(t) for t in (self.weights if n.endswith("w") else self.biases)] for n in names}
+        if self.runs[0].optimizer == "adam":
+            state["adam_step"] = [torch.zeros((), device=self.device)]
+        return state
     # ------------------------------------------------------------------ structure
     @property
     def n_runs(self) -> int:
@@ -292,17 +383,45 @@ class StochasticMLP:
             uniforms.append(u)
         return uniforms
 
+    def release_probabilities(self) -> list[Tensor] | None:
+        """Per layer, the probability with which synapses actually release: :math:`p`, except for
+        ghost runs, which release with their fixed ``release_p`` (``None`` when no run is a ghost)."""
+        if not self.any_run("ghost"):
+            return None
+        return [torch.where(self.hp["ghost"] > 0, self.hp["release_p"], p) for p in self.probs]
+
     def transmitted(self, generators: Sequence[torch.Generator] | None = None) -> list[Tensor]:
         """Weights transmitted in one stochastic pass, :math:`r\\,\\bar w / p` (:math:`\\bar w` if deterministic)."""
         uniforms = self.draw_uniforms(generators)
         if uniforms is None:
             return self.weights
-        return [w * release_scales(u, p) for w, u, p in zip(self.weights, uniforms, self.probs)]
+        release = self.release_probabilities() or [None] * self.n_layers
+        return [w * release_scales(u, p, q) for w, u, p, q in zip(self.weights, uniforms, self.probs, release)]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """:func:`mlp_forward` with this network's biases; ``weights`` default to :math:`\\bar w`."""
         return mlp_forward(x, self.weights if weights is None else weights, self.biases)
+
+    def sample_pass(self, x: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, list[Tensor]]:
+        """One stochastic forward pass (one release mask for all of ``x``), as used for evaluation."""
+        return self.forward(x, self.transmitted(generators))
+
+    # ------------------------------------------------------------------ task boundaries
+    @torch.no_grad()
+    def end_task(self, train_x: Tensor, train_y: Tensor) -> None:
+        """Called after each task (only EWC uses the boundary): store the Fisher information of the
+        task just learned and the parameters it was learned with, :math:`A \\mathrel{+}= F`,
+        :math:`B \\mathrel{+}= F \\bar w` (the Fisher of :func:`diagonal_fisher`, labels sampled from the
+        network: the Fisher proper, not the empirical one)."""
+        if "fisher_w" not in self.state:
+            return
+        fisher_w, fisher_b = diagonal_fisher(self.weights, self.biases, train_x, train_y, labels="model",
+                                             generators=self.fisher_generators)
+        for name, params, fishers in (("w", self.weights, fisher_w), ("b", self.biases, fisher_b)):
+            for a, b, f, w in zip(self.state[f"fisher_{name}"], self.state[f"anchor_{name}"], fishers, params):
+                a += f
+                b += f * w
 
     # ------------------------------------------------------------------ summaries
     def synaptic_energy(self) -> Tensor:

@@ -88,3 +88,34 @@ def sgd_step(
     if isinstance(scale, Tensor):
         return weight.addcmul_(grad, scale)
     return weight.add_(grad, alpha=scale)
+
+
+def adam_step(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    step: Tensor,
+    *,
+    lr: Scalar,
+    weight_decay: Scalar = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> Tensor:
+    r"""One step of Adam (Kingma & Ba 2015) with L2 decay added to the gradient, as ``torch.optim.Adam``.
+
+    .. math::
+        g \leftarrow g + \lambda\theta,\quad m \leftarrow \beta_1 m + (1-\beta_1) g,\quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
+        \theta \leftarrow \theta - \eta\,\frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    ``step`` is :math:`t`, already counting this step (a tensor, so that a compiled step does not
+    specialise on it). ``param``, ``m`` and ``v`` are updated in place.
+    """
+    beta1, beta2 = betas
+    if isinstance(weight_decay, Tensor) or weight_decay != 0:
+        grad = grad + weight_decay * param
+    m.lerp_(grad, 1 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (v / (1 - beta2**step)).sqrt_().add_(eps)
+    return param.sub_(lr * (m / (1 - beta1**step)) / denom)

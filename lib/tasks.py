@@ -182,8 +182,38 @@ def sample_continuous_stream(
     if (probs < 0).any() or not (cdf[:, -1] > 0).all():
         raise ValueError("every row of probs must be non-negative with a positive sum")
     cdf /= cdf[:, -1:].clone()  # last column exactly 1, so a task of probability 0 is never drawn
-    u = torch.rand(len(probs), 1, generator=generator, dtype=torch.float64)
-    task = (u >= cdf).sum(1)
-    sizes = torch.tensor(list(task_sizes), dtype=torch.float64)
-    example = (torch.rand(len(probs), generator=generator, dtype=torch.float64) * sizes[task]).long()
+    device = generator.device
+    u = torch.rand(len(probs), 1, generator=generator, dtype=torch.float64, device=device)
+    task = (u >= cdf.to(device)).sum(1)
+    sizes = torch.tensor(list(task_sizes), dtype=torch.float64, device=device)
+    example = (torch.rand(len(probs), generator=generator, dtype=torch.float64, device=device) * sizes[task]).long()
     return task, example
+
+
+class ContinuousStream:
+    """Training stream of continuous Permuted MNIST (spec 4.3), one block of ``examples_per_task`` per task.
+
+    Every run draws its own stream with its own generator: for each position a task from
+    :func:`continuous_task_probs` and an example uniformly within it. The tasks' training sets are
+    pooled once, so that a mini-batch may mix tasks. Used as the ``sampler`` of
+    :func:`lib.train.fit` with one epoch per task.
+    """
+
+    def __init__(self, tasks: Sequence[Task], examples_per_task: int, transition_portion: float = 0.25):
+        self.sizes = [t.train_x.shape[0] for t in tasks]
+        self.offsets = torch.tensor([0] + self.sizes[:-1]).cumsum(0)
+        self.x = torch.cat([t.train_x for t in tasks])
+        self.y = torch.cat([t.train_y for t in tasks])
+        self.examples_per_task = examples_per_task
+        self.probs = continuous_task_probs(len(tasks), examples_per_task, transition_portion)
+
+    def __call__(self, task: int, epoch: int, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor, Tensor]:
+        block = self.probs[task * self.examples_per_task:(task + 1) * self.examples_per_task]
+        orders = []
+        for g in generators:
+            which, example = sample_continuous_stream(block, self.sizes, g)
+            orders.append(self.offsets.to(which.device)[which] + example)
+        return self.x, self.y, torch.stack(orders).to(self.x.device)
+
+    def examples(self, task: int) -> int:
+        return self.examples_per_task

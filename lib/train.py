@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .metrics import cross_entropy, mutual_information, soft_confusion
-from .model import StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales
-from .plasticity import learning_rate_factor, sgd_step, update_release_probability
-from .tasks import Benchmark
+from .model import ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales
+from .plasticity import adam_step, learning_rate_factor, sgd_step, update_release_probability
+from .tasks import Benchmark, Task
 
 EvalEvery = Literal["epoch", "task", "end", "never"]
 
@@ -53,6 +53,9 @@ class StepPlan:
     weight_decay: bool
     learn_bias: bool
     scaled: Literal["all", "none", "mixed"]
+    ghost: bool
+    adam: bool
+    ewc: bool
 
     @classmethod
     def of(cls, net: StochasticMLP) -> "StepPlan":
@@ -66,6 +69,9 @@ class StepPlan:
             weight_decay=bool((net.hp["weight_decay"] != 0).any()),
             learn_bias=net.any_run("learn_bias"),
             scaled="all" if bool(scaled.all()) else "none" if not bool(scaled.any()) else "mixed",
+            ghost=net.any_run("ghost"),
+            adam="adam_step" in net.state,
+            ewc="fisher_w" in net.state,
         )
 
 
@@ -78,22 +84,37 @@ def _step(
     x: Tensor,
     y: Tensor,
     hp: dict[str, Tensor],
+    state: dict[str, list[Tensor]],
 ) -> Tensor:
-    """The training step on plain tensors (updates ``weights``, ``biases``, ``probs`` in place)."""
-    scales = [release_scales(u, p) for u, p in zip(uniforms, probs)] if uniforms is not None else None
+    """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place)."""
+    release = [torch.where(hp["ghost"] > 0, hp["release_p"], p) for p in probs] if plan.ghost else [None] * len(probs)
+    scales = [release_scales(u, p, q) for u, p, q in zip(uniforms, probs, release)] if uniforms is not None else None
     transmitted = [w * s for w, s in zip(weights, scales)] if scales is not None else weights
     logits, inputs = mlp_forward(x, transmitted, biases)
     loss, dlogits = cross_entropy(logits, y)
     grads_w, grads_b = mlp_backward(dlogits, inputs, transmitted)
     scaled = {"all": 1.0, "none": 0.0, "mixed": hp["scaled"]}[plan.scaled]
+    decay = hp["weight_decay"] if plan.weight_decay else 0.0
+    if plan.adam:
+        state["adam_step"][0] += 1
     for i in range(len(weights)):
         g = grads_w[i] * scales[i] if scales is not None else grads_w[i]  # dL/d(wbar) = (r/p) dL/dw
+        g_bias = grads_b[i]
+        if plan.ewc:  # gradient of the EWC penalty, lambda * sum_t F_t (w - w_t)
+            g = g + hp["ewc_lambda"] * (state["fisher_w"][i] * weights[i] - state["anchor_w"][i])
+            g_bias = g_bias + hp["bias_ewc_lambda"] * (state["fisher_b"][i] * biases[i] - state["anchor_b"][i])
         p = probs[i]
-        factor = learning_rate_factor(p, modulation=hp["lr_modulation"], p_max=hp["p_max"]) if plan.lr_modulation else None
-        decay = hp["weight_decay"] if plan.weight_decay else 0.0
-        sgd_step(weights[i], g, lr=hp["lr"], weight_decay=decay, lr_factor=factor)
-        if plan.learn_bias:
-            sgd_step(biases[i], grads_b[i], lr=hp["bias_lr"], weight_decay=hp["bias_decay"])
+        if plan.adam:
+            adam_step(weights[i], g, state["m_w"][i], state["v_w"][i], state["adam_step"][0], lr=hp["lr"],
+                      weight_decay=decay, betas=ADAM_BETAS, eps=ADAM_EPS)
+            if plan.learn_bias:
+                adam_step(biases[i], g_bias, state["m_b"][i], state["v_b"][i], state["adam_step"][0],
+                          lr=hp["bias_lr"], weight_decay=hp["bias_decay"], betas=ADAM_BETAS, eps=ADAM_EPS)
+        else:
+            factor = learning_rate_factor(p, modulation=hp["lr_modulation"], p_max=hp["p_max"]) if plan.lr_modulation else None
+            sgd_step(weights[i], g, lr=hp["lr"], weight_decay=decay, lr_factor=factor)
+            if plan.learn_bias:
+                sgd_step(biases[i], g_bias, lr=hp["bias_lr"], weight_decay=hp["bias_decay"])
         if plan.learn_p:
             new = update_release_probability(
                 p.clone() if plan.mixed_p else p, g, p_up=hp["p_up"], p_down=hp["p_down"], g_lim=hp["g_lim"],
@@ -126,7 +147,7 @@ def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None =
     """
     global _compiled_step, _compile_failed
     plan = plan or StepPlan.of(net)
-    args = (plan, net.weights, net.biases, net.probs, net.draw_uniforms(), x, y, net.hp)
+    args = (plan, net.weights, net.biases, net.probs, net.draw_uniforms(), x, y, net.hp, net.state)
     if compile and not _compile_failed:
         if _compiled_step is None:
             _compiled_step = torch.compile(_step, dynamic=False)
@@ -136,6 +157,33 @@ def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None =
             _compile_failed = True
             warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
     return _step(*args)
+
+
+class Sampler(Protocol):
+    """Where an epoch's mini-batches come from: ``(task, epoch, generators) -> (x, y, order)``.
+
+    ``order`` is ``(R, n)``: the indices into ``x`` and ``y`` that run r visits, in its order.
+    """
+
+    def __call__(self, task: int, epoch: int, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def examples(self, task: int) -> int:
+        """Examples one epoch of ``task`` visits."""
+
+
+class ShuffledEpochs:
+    """Each epoch visits the task's whole training set in a fresh random order per run."""
+
+    def __init__(self, tasks: Sequence[Task]):
+        self.tasks = tasks
+
+    def __call__(self, task: int, epoch: int, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor, Tensor]:
+        t = self.tasks[task]
+        order = torch.stack([torch.randperm(t.train_x.shape[0], generator=g, device=g.device) for g in generators])
+        return t.train_x, t.train_y, order
+
+    def examples(self, task: int) -> int:
+        return self.tasks[task].train_x.shape[0]
 
 
 @dataclass
@@ -170,7 +218,7 @@ def evaluate(
     for s in range(n_samples):
         for start in range(0, x.shape[0], chunk):
             xb = x[start:start + chunk]
-            logits, inputs = net.forward(xb, net.transmitted(net.eval_generators))
+            logits, inputs = net.sample_pass(xb, net.eval_generators)
             probs = torch.softmax(logits, dim=-1)
             prob_sum[:, start:start + chunk] += probs
             activity += sum(h.sum((1, 2)) for h in inputs[1:])
@@ -223,6 +271,9 @@ def fit(
     progress: bool | None = None,
     on_epoch: Callable[[StochasticMLP, int, int], None] | None = None,
     compile: bool | None = None,
+    step: Callable[[Tensor, Tensor], Tensor] | None = None,
+    eval_tasks: Sequence[Task] | None = None,
+    sampler: Sampler | None = None,
 ) -> History:
     """Train every run of ``net`` on the tasks of ``benchmark`` in order, ``epochs`` epochs each.
 
@@ -234,6 +285,13 @@ def fit(
     fuses the training step with :func:`torch.compile` (default: when available and the run is
     long enough to repay the compilation, about 10-30 s per new shape on the CPU; the environment
     variable ``PRESYN_COMPILE=0`` switches it off).
+
+    ``step(x, y)`` replaces the presynaptic training step by another learning rule (e.g. BGD's);
+    ``eval_tasks`` are the test sets evaluated (default: the benchmark's tasks; joint training
+    trains on one merged task and is evaluated on the original ones); ``sampler(task, epoch,
+    generators)`` returns the training tensors and each run's order of examples for one epoch
+    (default: the task's training set in a fresh random order per run, see :class:`ShuffledEpochs`).
+    After each task, ``net.end_task`` sees its training set (EWC's Fisher information).
     """
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)
@@ -241,7 +299,9 @@ def fit(
     _check_positive_int("eval_batch", eval_batch)
     if eval_every not in ("epoch", "task", "end", "never"):
         raise ValueError(f"eval_every must be 'epoch', 'task', 'end' or 'never', got {eval_every!r}")
-    tasks = benchmark.tasks
+    tasks = benchmark.to(net.device).tasks
+    eval_tasks = tasks if eval_tasks is None else tuple(t.to(net.device) for t in eval_tasks)
+    sampler = ShuffledEpochs(tasks) if sampler is None else sampler
     if benchmark.n_classes != net.sizes[-1]:
         raise ValueError(f"benchmark {benchmark.name} has {benchmark.n_classes} classes, network has {net.sizes[-1]} outputs")
     for t in tasks:
@@ -251,9 +311,12 @@ def fit(
             raise ValueError(f"task {t.name} has {t.train_x.shape[0]} training examples, fewer than batch_size={batch_size}")
 
     plan = StepPlan.of(net)
-    total_steps = epochs * sum(t.train_x.shape[0] // batch_size for t in tasks)
+    total_steps = epochs * sum(sampler.examples(t) // batch_size for t in range(len(tasks)))
     if compile is None:
-        compile = compile_available() and total_steps >= COMPILE_MIN_STEPS
+        compile = step is None and compile_available() and total_steps >= COMPILE_MIN_STEPS
+    if step is None:
+        def step(x: Tensor, y: Tensor) -> Tensor:
+            return train_step(net, x, y, plan, compile)
     hist = History(runs=list(net.runs))
     records: dict[str, list] = {k: [] for k in ("accuracy", "mutual_information", "activity", "energy", "mean_p", "frozen")}
     losses = []
@@ -262,17 +325,13 @@ def fit(
     bar = tqdm(total=len(tasks) * epochs, disable=not show, desc=benchmark.name, unit="epoch")
     start_time = time.perf_counter()
     for t, task in enumerate(tasks):
-        train_x = task.train_x.to(net.device)
-        train_y = task.train_y.to(net.device)
-        n_steps = train_x.shape[0] // batch_size
         for epoch in range(epochs):
-            order = torch.stack([
-                torch.randperm(train_x.shape[0], generator=g, device=net.device) for g in net.generators
-            ])
+            train_x, train_y, order = sampler(t, epoch, net.generators)
+            n_steps = order.shape[1] // batch_size
             loss_sum = torch.zeros(net.n_runs, device=net.device)
             for s in range(n_steps):
                 idx = order[:, s * batch_size:(s + 1) * batch_size]
-                loss_sum += train_step(net, train_x[idx], train_y[idx], plan, compile)
+                loss_sum += step(train_x[idx], train_y[idx])
             losses.append((loss_sum / n_steps).cpu().numpy())
             diverged = [r for r in range(net.n_runs) if not np.isfinite(losses[-1][r])]
             if diverged and not warned:
@@ -283,7 +342,7 @@ def fit(
             if eval_every == "epoch" or (eval_every == "task" and last_epoch) or (
                 eval_every == "end" and last_epoch and t == len(tasks) - 1
             ):
-                evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch) for u in tasks]
+                evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch) for u in eval_tasks]
                 hist.eval_points.append((t, epoch))
                 for key in ("accuracy", "mutual_information", "activity"):
                     records[key].append(np.stack([getattr(e, key) for e in evals], axis=1))
@@ -294,6 +353,7 @@ def fit(
             if on_epoch is not None:
                 on_epoch(net, t, epoch)
             bar.update()
+        net.end_task(task.train_x, task.train_y)
     bar.close()
     for key, values in records.items():
         if values:

@@ -1,0 +1,256 @@
+"""Continual learning (Figs. 4, 5a, Appendix 1-table 1): methods, their settings, and cached runs.
+
+Every method is a recipe that turns (benchmark, seed) into one run of the batched engine:
+
+* ``presynaptic``: presynaptic consolidation, i.e. plastic release probabilities with learning-rate
+  modulation (eq. 5) and freezing at :math:`p_{freeze}` (the authors' lifelong configs, spec 4.2).
+  No task boundary is used.
+* ``no_consolidation``: the same stochastic model without modulation and without freezing.
+* ``sgd``: the authors' "standard" baseline, a deterministic network trained by the optimiser and
+  learning rate of their configs (SGD or Adam, spec 4.2).
+* ``ewc``: elastic weight consolidation (Kirkpatrick et al. 2017) on the deterministic network; it
+  is told the task boundaries, where it stores each task's Fisher information.
+* ``bgd``: Bayesian gradient descent (Zeno et al. 2018), task-agnostic (:mod:`lib.bgd`).
+* ``joint``: the multitask upper bound, one deterministic network trained on all tasks at once.
+* ablations of Fig. 5a, each with the metaplasticity values its own search found (spec 4.4):
+  ``full`` (the complete model with the ablation study's values), ``no_freeze``,
+  ``no_lr_modulation``, ``no_freeze_no_lr_modulation`` and ``ghost`` (release fixed at 0.5 while a
+  "ghost" :math:`p` still evolves and gates plasticity).
+
+Runs are cached one file per (protocol, benchmark, method, seed) under ``results/lifelong``; runs
+that share a network type train together as one batched computation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
+from .experiments import config_key, load_cached, store
+from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
+from .tasks import BENCHMARKS, Benchmark, ContinuousStream, Task, check_name, make_benchmark
+from .train import default_device, fit
+
+LIFELONG_BENCHMARKS = ("split_mnist", "perm_mnist", "split_fmnist", "perm_fmnist", "perm_mnist_cont")
+METHODS = {
+    "presynaptic": "presynaptic consolidation (plastic p, lr modulation, freezing)",
+    "no_consolidation": "stochastic synapses with plastic p, no lr modulation, no freezing",
+    "sgd": "standard deterministic network (optimiser and learning rate of the authors' configs)",
+    "ewc": "elastic weight consolidation (told the task boundaries)",
+    "bgd": "Bayesian gradient descent",
+    "joint": "joint training on all tasks (upper bound)",
+    "full": "ablation study: the full model with its re-tuned values",
+    "no_freeze": "ablation: no freezing",
+    "no_lr_modulation": "ablation: no learning-rate modulation",
+    "no_freeze_no_lr_modulation": "ablation: neither freezing nor lr modulation",
+    "ghost": "ablation: release fixed at 0.5, ghost p gates plasticity",
+}
+# Presynaptic settings of the authors' lifelong configs (spec 4.2). The configs have p_up = 0.0520 and
+# p_down = 0.0516, the paper's Methods the other way round; the configs produced the published numbers.
+LIFELONG_RULE = dict(g_lim=0.001, p_up=0.0520, p_down=0.0516, p_freeze=0.9353, lr_modulation=True, weight_decay=0.0)
+PRESYNAPTIC_LR = {"split": 0.001, "perm": 0.01}
+# Ablations (spec 4.4): (p_down, p_up, p_freeze) per family; p_freeze = 1.0 in the code means never.
+ABLATIONS = {
+    "full": {"split": (0.0624703, 0.05835393, 0.94452875), "perm": (0.04021639, 0.04460148, 0.94791622)},
+    "no_freeze": {"split": (0.08590142, 0.06543912, 1.0), "perm": (0.04378614, 0.04522727, 1.0)},
+    "no_freeze_no_lr_modulation": {"split": (0.09587958, 0.01798108, 1.0), "perm": (0.02954858, 0.09202317, 1.0)},
+    "no_lr_modulation": {"split": (0.0506991, 0.04199989, 0.94187781), "perm": (0.03559312, 0.08535058, 0.92272659)},
+    "ghost": {"split": (0.09833934, 0.09764242, 0.9466155), "perm": (0.05188978, 0.0571483, 0.92943784)},
+}
+# The standard baseline's optimiser and learning rate per benchmark (authors' configs, spec 4.2).
+STANDARD = {"perm_mnist": ("sgd", 1e-3), "perm_fmnist": ("adam", 1e-6), "split_mnist": ("adam", 1e-6),
+            "split_fmnist": ("sgd", 1e-4), "perm_mnist_cont": ("sgd", 1e-3)}
+JOINT = ("adam", 1e-3)
+# EWC: not in the authors' code. Adam as for joint training (with plain SGD the penalty's stiffness
+# lambda * F caps the stable learning rate); the penalty strength is chosen by the grid of chapter 5.
+EWC_OPTIMIZER = ("adam", 1e-3)
+EWC_LAMBDA = {"split": 1000.0, "perm": 1000.0}
+EWC_GRID = (10.0, 100.0, 1000.0, 10000.0, 100000.0)
+CONTINUOUS_TRANSITION = 0.25
+
+
+def family(benchmark: str) -> str:
+    """``"split"`` or ``"perm"``: which of the authors' settings a benchmark uses."""
+    check_benchmark(benchmark)
+    return "split" if benchmark.startswith("split") else "perm"
+
+
+def check_benchmark(benchmark: str) -> None:
+    if benchmark not in LIFELONG_BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; valid benchmarks: {', '.join(LIFELONG_BENCHMARKS)}")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+
+
+def method_run(method: str, benchmark: str, seed: int, **overrides) -> SynapseConfig | BGDConfig:
+    """The run of ``method`` on ``benchmark`` with ``seed``; ``overrides`` replace any setting."""
+    check_method(method)
+    fam = family(benchmark)
+    if method == "bgd":
+        return replace(BGD_SETTINGS[benchmark.replace("_cont", "")], seed=seed, **overrides)
+    if method in ("sgd", "joint", "ewc"):
+        optimizer, lr = {"sgd": STANDARD[benchmark], "joint": JOINT, "ewc": EWC_OPTIMIZER}[method]
+        extra = {"ewc_lambda": EWC_LAMBDA[fam]} if method == "ewc" else {}
+        return deterministic(**(dict(seed=seed, optimizer=optimizer, lr=lr, **extra) | overrides))
+    rule = dict(LIFELONG_RULE, lr=PRESYNAPTIC_LR[fam], seed=seed)
+    if method == "no_consolidation":
+        rule |= dict(lr_modulation=False, p_freeze=math.inf)
+    elif method in ABLATIONS:
+        p_down, p_up, p_freeze = ABLATIONS[method][fam]
+        rule |= dict(p_down=p_down, p_up=p_up, p_freeze=math.inf if p_freeze >= 1 else p_freeze)
+        if "no_lr_modulation" in method:
+            rule["lr_modulation"] = False
+        if method == "ghost":
+            rule |= dict(release_p=0.5, p_init=0.5)
+    return presynaptic(**(rule | overrides))
+
+
+@dataclass(frozen=True)
+class LifelongProtocol:
+    """What the runs of one benchmark share (spec 4.2): 784-200-200-{2|10}, 10 epochs per task,
+    batch 100, 10 stochastic test passes; ``subset`` keeps fewer examples per task (smoke runs).
+
+    The permutations of the permuted benchmarks are drawn once (``permutation_seed``) and shared by
+    all runs, so that runs of different seeds can be trained as one batch (the authors drew them
+    from each run's seed).
+    """
+
+    benchmark: str
+    epochs: int = 10
+    batch_size: int = 100
+    eval_samples: int = 10
+    hidden: tuple[int, ...] = (200, 200)
+    subset: int | None = None
+    permutation_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_benchmark(self.benchmark)
+        for name in ("epochs", "batch_size", "eval_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _describe(run: SynapseConfig | BGDConfig) -> dict:
+    return run.describe() if isinstance(run, SynapseConfig) else asdict(run)
+
+
+def run_config(protocol: LifelongProtocol, method: str, run: SynapseConfig | BGDConfig) -> dict:
+    """The full description of one run: its cache key is derived from this."""
+    return {"protocol": asdict(protocol), "method": method, "run": _describe(run)}
+
+
+def _group(method: str, run: SynapseConfig | BGDConfig) -> tuple:
+    """Runs with equal groups can share one network (same class, optimiser, training data)."""
+    if isinstance(run, BGDConfig):
+        return ("bgd", run.mc_samples)
+    return ("joint" if method == "joint" else "separate", run.optimizer)
+
+
+def joint_benchmark(bench: Benchmark) -> Benchmark:
+    """All tasks' training sets merged into one task (multitask training)."""
+    x = torch.cat([t.train_x for t in bench.tasks])
+    y = torch.cat([t.train_y for t in bench.tasks])
+    first = bench.tasks[0]
+    return Benchmark(f"{bench.name} (joint)", (Task("all tasks", x, y, first.test_x, first.test_y),), bench.n_classes)
+
+
+def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str],
+                 runs: list[SynapseConfig | BGDConfig], progress: bool | None) -> list[dict]:
+    sizes = [bench.tasks[0].train_x.shape[1], *protocol.hidden, bench.n_classes]
+    device = default_device()
+    step = None
+    if isinstance(runs[0], BGDConfig):
+        net = BayesianMLP(sizes, runs, device=device)
+        step = net.train_step
+    else:
+        net = StochasticMLP(sizes, runs, device=device)
+    kwargs = dict(eval_every="task", eval_samples=protocol.eval_samples, progress=progress, step=step)
+    if methods[0] == "joint":
+        hist = fit(net, joint_benchmark(bench), epochs=protocol.epochs, eval_tasks=bench.tasks, **kwargs)
+    elif protocol.benchmark == "perm_mnist_cont":
+        per_task = protocol.epochs * bench.tasks[0].train_x.shape[0]
+        stream = ContinuousStream(bench.tasks, per_task, CONTINUOUS_TRANSITION)
+        hist = fit(net, bench, epochs=1, sampler=stream, **kwargs)
+    else:
+        hist = fit(net, bench, epochs=protocol.epochs, **kwargs)
+    results = []
+    for r in range(len(runs)):
+        accuracy = hist.accuracy[r]  # (evaluations, tasks): after each task (once for joint)
+        results.append({
+            "accuracy": accuracy.tolist(),
+            "average": float(accuracy[-1].mean()),
+            "mean_p": hist.mean_p[r].tolist(),
+            "frozen": hist.frozen[r].tolist(),
+            "train_loss": hist.train_loss[r].tolist(),
+            "seconds": hist.seconds / len(runs),
+        })
+    return results
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to make: a method, a seed, and settings that replace the method's own."""
+
+    method: str
+    seed: int
+    overrides: tuple[tuple[str, float], ...] = ()
+
+
+def run_specs(
+    protocol: LifelongProtocol, specs: Sequence[RunSpec], *, cache: bool = True, progress: bool | None = None,
+    benchmark: Benchmark | None = None,
+) -> list[dict]:
+    """The result of every spec, training those not in ``results/lifelong``.
+
+    Runs that can share a network (same class, optimiser and training data) train together as one
+    batch; each result is stored as soon as its batch finishes, so an interrupted sweep resumes.
+    ``benchmark`` replaces the protocol's data (tests on synthetic tasks; use with ``cache=False``).
+    """
+    runs = []
+    for spec in specs:
+        check_method(spec.method)
+        runs.append(method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)))
+    results: list[dict | None] = [
+        load_cached("lifelong", run_config(protocol, spec.method, run)) if cache else None
+        for spec, run in zip(specs, runs)
+    ]
+    todo: dict[tuple, list[int]] = {}
+    for k, (spec, run) in enumerate(zip(specs, runs)):
+        if results[k] is None:
+            todo.setdefault(_group(spec.method, run), []).append(k)
+    if todo:
+        bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
+                                            subset=protocol.subset, device=default_device())
+        for members in todo.values():
+            fresh = _train_group(protocol, bench, [specs[k].method for k in members], [runs[k] for k in members],
+                                 progress)
+            for k, result in zip(members, fresh):
+                if cache:
+                    store("lifelong", run_config(protocol, specs[k].method, runs[k]), result)
+                results[k] = result
+    return results
+
+
+def run_lifelong(
+    protocol: LifelongProtocol, methods: Sequence[str], seeds: Sequence[int], *, cache: bool = True,
+    progress: bool | None = None,
+) -> dict[str, list[dict]]:
+    """Per method, the results of its runs with ``seeds`` (see :func:`run_specs` and :func:`summarise`)."""
+    specs = [RunSpec(m, s) for m in methods for s in seeds]
+    results = run_specs(protocol, specs, cache=cache, progress=progress)
+    return {m: results[k * len(seeds):(k + 1) * len(seeds)] for k, m in enumerate(methods)}
+
+
+def summarise(per_seed: Sequence[dict]) -> dict:
+    """Average accuracy over all tasks after the last one: per seed, mean and s.e.m. (ddof 1)."""
+    averages = np.array([r["average"] for r in per_seed])
+    sem = float(averages.std(ddof=1) / np.sqrt(len(averages))) if len(averages) > 1 else 0.0
+    return {"per_seed": averages.tolist(), "mean": float(averages.mean()), "sem": sem}

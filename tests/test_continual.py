@@ -1,0 +1,154 @@
+"""Continual-learning methods, EWC, Adam, the ghost control and the cached sweeps, on synthetic tasks."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lib import continual
+from lib.bgd import BGDConfig
+from lib.cli_experiments import lifelong_main
+from lib.continual import LifelongProtocol, RunSpec, method_run, run_specs, summarise
+from lib.model import StochasticMLP, deterministic, presynaptic
+from lib.tasks import Benchmark, ContinuousStream, Task
+from lib.train import fit
+
+SIZES = [8, 32, 32, 2]
+
+
+def parity_task(seed: int, n: int = 400) -> Task:
+    """A 2-class task on 8 inputs: each task its own region of input space and its own linear rule,
+    so that one network can learn all tasks, if it does not forget."""
+    g = torch.Generator().manual_seed(seed)
+    direction, centre = torch.randn(8, generator=g), 4 * torch.randn(8, generator=g)
+    x = torch.randn(n + n // 2, 8, generator=g)
+    y = (x @ direction > 0).long()
+    x = x + centre
+    return Task(f"rule{seed}", x[:n], y[:n], x[n:], y[n:])
+
+
+@pytest.fixture(scope="module")
+def rules() -> Benchmark:
+    return Benchmark("rules", (parity_task(0), parity_task(1), parity_task(2)), 2)
+
+
+PROTOCOL = LifelongProtocol("split_mnist", epochs=3, batch_size=20, eval_samples=2, hidden=(32, 32))
+
+
+def test_every_method_has_the_settings_of_the_spec():
+    pre = method_run("presynaptic", "perm_mnist", 3)
+    assert (pre.seed, pre.lr, pre.p_up, pre.p_down, pre.p_freeze, pre.lr_modulation) == (3, 0.01, 0.0520, 0.0516, 0.9353, True)
+    assert method_run("presynaptic", "split_fmnist", 0).lr == 0.001
+    none = method_run("no_consolidation", "split_mnist", 0)
+    assert none.stochastic and not none.lr_modulation and none.p_freeze == math.inf
+    assert method_run("sgd", "split_mnist", 0).optimizer == "adam" and method_run("sgd", "split_mnist", 0).lr == 1e-6
+    assert method_run("sgd", "perm_mnist", 0).optimizer == "sgd" and not method_run("sgd", "perm_mnist", 0).stochastic
+    assert method_run("ewc", "perm_mnist", 0).ewc_lambda > 0
+    assert (method_run("joint", "perm_fmnist", 0).optimizer, method_run("joint", "perm_fmnist", 0).lr) == ("adam", 1e-3)
+    ghost = method_run("ghost", "perm_mnist", 0)
+    assert (ghost.release_p, ghost.p_init, ghost.p_down, ghost.p_up) == (0.5, 0.5, 0.05188978, 0.0571483)
+    assert method_run("no_freeze", "split_mnist", 0).p_freeze == math.inf
+    assert not method_run("no_lr_modulation", "split_mnist", 0).lr_modulation
+    assert isinstance(method_run("bgd", "split_mnist", 1), BGDConfig) and method_run("bgd", "split_mnist", 1).seed == 1
+
+
+@pytest.mark.parametrize("call", [lambda: method_run("adam", "split_mnist", 0), lambda: method_run("sgd", "mnist", 0),
+                                  lambda: LifelongProtocol("split_cifar"), lambda: LifelongProtocol("split_mnist", epochs=-1)])
+def test_unknown_names_and_bad_values_are_refused(call):
+    with pytest.raises(ValueError, match="valid|positive"):
+        call()
+
+
+def test_cli_lists_the_valid_names(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        lifelong_main(["--benchmark", "split_mnist", "--method", "si", "--json", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'si'" in err and "presynaptic" in err and "ghost" in err
+
+
+def test_ghost_runs_release_with_the_fixed_probability():
+    net = StochasticMLP([50, 40, 2], [presynaptic(seed=0, release_p=0.5, p_init=0.5)])
+    net.probs[0].fill_(0.9)  # the ghost p has moved, release must not follow it
+    transmitted = net.transmitted()[0][0]
+    released = (transmitted != 0).float().mean().item()
+    assert abs(released - 0.5) < 0.03
+    nonzero = transmitted != 0
+    # the normalisation divides by the ghost p, as in the authors' code
+    assert torch.allclose(transmitted[nonzero], net.weights[0][0][nonzero] / 0.9)
+
+
+def test_adam_matches_torch_optim(rules):
+    net = StochasticMLP(SIZES, [deterministic(seed=0, optimizer="adam", lr=0.01, weight_decay=0.001)])
+    params = [torch.nn.Parameter(t[0].clone()) for t in net.weights + net.biases]
+    opt = torch.optim.Adam(params, lr=0.01, weight_decay=0.001)
+    fit(net, Benchmark("one", rules.tasks[:1], 2), epochs=1, batch_size=400, eval_every="never", progress=False,
+        compile=False)  # one full-batch step on the whole task
+    task = rules.tasks[0]
+    h = task.train_x
+    for k in range(3):
+        h = h @ params[k].T + params[3 + k]
+        h = h.relu() if k < 2 else h
+    torch.nn.functional.cross_entropy(h, task.train_y).backward()
+    opt.step()
+    for ours, theirs in zip(net.weights + net.biases, params):
+        torch.testing.assert_close(ours[0], theirs.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_runs_of_different_optimisers_cannot_share_a_network():
+    with pytest.raises(ValueError, match="optimizer"):
+        StochasticMLP(SIZES, [deterministic(optimizer="adam"), deterministic()])
+
+
+def test_ewc_stores_fisher_information_and_remembers_better(rules):
+    runs = [deterministic(seed=s, optimizer="adam", lr=0.01, ewc_lambda=lam) for lam in (0.0, 1000.0) for s in (0, 1)]
+    net = StochasticMLP(SIZES, runs)
+    hist = fit(net, Benchmark("two", rules.tasks[:2], 2), epochs=10, batch_size=20, eval_every="task",
+               eval_samples=1, progress=False, compile=False)
+    assert all(bool((f > 0).any()) for f in net.state["fisher_w"]), "EWC importances must not be all zero"
+    first_task_at_end = hist.accuracy[:, -1, 0]
+    assert first_task_at_end[2:].mean() > first_task_at_end[:2].mean() + 0.05
+    # lambda = 0 is plain SGD, bit for bit
+    plain = StochasticMLP(SIZES, [deterministic(seed=0, optimizer="adam", lr=0.01)])
+    fit(plain, Benchmark("two", rules.tasks[:2], 2), epochs=10, batch_size=20, eval_every="never", progress=False,
+        compile=False)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(net.weights, plain.weights))
+
+
+def test_joint_training_sees_every_task_and_is_evaluated_on_each(rules):
+    results = run_specs(PROTOCOL, [RunSpec("joint", 0, (("lr", 0.01),)), RunSpec("sgd", 0, (("optimizer", "adam"), ("lr", 0.01)))],
+                        cache=False, benchmark=rules)
+    joint, sequential = results
+    assert np.array(joint["accuracy"]).shape == (1, 3)  # one evaluation, after the single merged task
+    assert np.array(sequential["accuracy"]).shape == (3, 3)  # after each task
+    assert joint["average"] > 0.8 and joint["average"] > sequential["average"]
+
+
+def test_sweeps_are_cached_and_resume(rules, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRESYN_RESULTS", str(tmp_path))
+    specs = [RunSpec("presynaptic", 0), RunSpec("no_consolidation", 0), RunSpec("bgd", 0)]
+    first = run_specs(PROTOCOL, specs, benchmark=rules)
+    assert len(list((tmp_path / "lifelong").glob("*.json"))) == 3
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(continual, "_train_group", no_training)
+    again = run_specs(PROTOCOL, specs, benchmark=rules)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in first]
+    summary = summarise(first)
+    averages = [r["average"] for r in first]
+    assert summary["mean"] == pytest.approx(np.mean(averages))
+    assert summary["sem"] == pytest.approx(np.std(averages, ddof=1) / np.sqrt(3)) and summarise(first[:1])["sem"] == 0.0
+
+
+def test_continuous_stream_mixes_neighbouring_tasks_at_the_transitions(rules):
+    stream = ContinuousStream(rules.tasks, examples_per_task=1000, transition_portion=0.5)
+    x, y, order = stream(1, 0, [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
+    assert order.shape == (2, 1000) and int(order.max()) < x.shape[0] == 3 * 400
+    which = order[0] // 400  # the tasks are 400 examples each
+    assert set(which[:100].tolist()) == {0, 1}  # falling task 0 and rising task 1 at the start of block 1
+    assert set(which[400:600].tolist()) == {1}  # pure task 1 in the middle
+    assert set(which[-100:].tolist()) == {1, 2}
+    assert not torch.equal(order[0], order[1])  # every run draws its own stream
+    assert stream.examples(1) == 1000
