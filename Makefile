@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 PIP_NOISE := is ignored: it is neither
 FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: book test data reference throughput clean
+.PHONY: book test data reference throughput reproduce clean
 
 book: $(INSTALLED) data
 	$(VENV)/bin/jupyter-book build . --keep-going -W -n
@@ -38,6 +38,16 @@ reference: $(INSTALLED) data
 
 throughput: $(INSTALLED) data
 	$(PY) benchmarks/throughput.py
+
+# Every run of every chapter trained anew into results-reproduce/ (resumable: a second call goes on
+# from the runs already there), then the book built from those results.
+REPRO := $(CURDIR)/results-reproduce
+reproduce: $(INSTALLED) data
+	mkdir -p $(REPRO)
+	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/papermill book/05_continual.ipynb $(REPRO)/05_continual.ipynb \
+		-p train_missing True --cwd book --progress-bar
+	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --keep-going -W -n
+	@echo "book: $(CURDIR)/_build/html/index.html"
 
 clean:
 	rm -rf _build

@@ -8,11 +8,16 @@ after another. Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
+from lib.bgd import BGD_SETTINGS, BayesianMLP
+from lib.data import write_atomic
+from lib.experiments import machine, results_root
 from lib.model import StochasticMLP, presynaptic
 from lib.tasks import Benchmark, Task, make_benchmark
 from lib.train import compile_available, default_device, fit
@@ -63,17 +68,24 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.devic
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.device) -> float:
-    """Samples/s (summed over runs) of :func:`lib.train.fit` without evaluation."""
+def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.device, bgd: bool = False) -> float:
+    """Samples/s (summed over runs) of :func:`lib.train.fit` without evaluation (presynaptic or BGD runs)."""
     n = steps * BATCH
     part = Benchmark("throughput", (Task("mnist", task.train_x[:n], task.train_y[:n], task.test_x, task.test_y),), 10)
     warm = Benchmark("warm-up", (Task("mnist", task.train_x[: 20 * BATCH], task.train_y[: 20 * BATCH], task.test_x, task.test_y),), 10)
-    configs = [presynaptic(seed=s) for s in range(runs)]
-    fit(StochasticMLP(SIZES, configs, device), warm, epochs=1, eval_every="never", compile=compile, progress=False)
-    sync(device)
-    hist = fit(StochasticMLP(SIZES, configs, device), part, epochs=1, eval_every="never", compile=compile, progress=False)
-    sync(device)
-    return runs * steps * BATCH / hist.seconds
+
+    def network() -> StochasticMLP:
+        if bgd:
+            return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device)
+        return StochasticMLP(SIZES, [presynaptic(seed=s) for s in range(runs)], device)
+
+    seconds = []
+    for bench in (warm, part):
+        net = network()
+        step = net.train_step if bgd else None
+        seconds.append(fit(net, bench, epochs=1, eval_every="never", compile=compile, progress=False, step=step).seconds)
+        sync(device)
+    return runs * steps * BATCH / seconds[-1]
 
 
 def main() -> None:
@@ -100,8 +112,24 @@ def main() -> None:
     batched = engine(task, args.runs, batch_steps, compiled, device)
     print(f"presynaptic, {args.runs} runs batched: {batched:,.0f} samples/s in all")
     print(f"batched / sequential: {batched / single:.2f}x")
+    bgd_samples = BGD_SETTINGS["perm_mnist"].mc_samples
+    bgd = engine(task, 1, max(1, args.steps // 10), False, device, bgd=True)
+    print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {bgd:,.0f} samples/s = {bgd / plain:.1%} of the plain loop "
+          f"(target: 1/{bgd_samples} = {1 / bgd_samples:.0%})")
     print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single * FLOP_PER_SAMPLE / 1e9 / gflops:.0%}")
     print(f"single run: {single:.0f} samples/s")
+    measured = {
+        "device": f"{name} ({machine()}), {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "dense matmul (GFLOP/s)": round(gflops),
+        "plain PyTorch loop (samples/s)": round(plain),
+        "presynaptic, 1 run (samples/s)": round(single),
+        f"presynaptic, {args.runs} runs batched (samples/s in all)": round(batched),
+        "batched / sequential": round(batched / single, 2),
+        "presynaptic / plain loop": round(single / plain, 2),
+        f"BGD, {bgd_samples} samples, 1 run (samples/s)": round(bgd),
+        "BGD / plain loop": round(bgd / plain, 3),
+    }
+    write_atomic(results_root() / "benchmarks" / "throughput.json", json.dumps(measured, indent=1).encode())
 
 
 if __name__ == "__main__":

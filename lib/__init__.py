@@ -2,7 +2,10 @@
 
 Modules, one concept each: ``data`` (raw MNIST / Fashion-MNIST files), ``tasks`` (Split and Permuted
 benchmarks), ``model`` (stochastic synapses, R runs batched), ``plasticity`` (learning rules, eqs. 4-5),
-``metrics`` (cross-entropy, mutual information) and ``train`` (the training engine).
+``metrics`` (cross-entropy, mutual information), ``train`` (the training engine), ``experiments``
+(energy experiment and the results cache), ``analysis`` (sparsity, lesions, Fisher information),
+``continual`` (continual-learning methods and sweeps), ``bgd`` (Bayesian gradient descent) and
+``perceptron`` (the lifelong perceptron).
 """
 
 __version__ = "0.1.0"

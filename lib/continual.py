@@ -206,13 +206,14 @@ class RunSpec:
 
 def run_specs(
     protocol: LifelongProtocol, specs: Sequence[RunSpec], *, cache: bool = True, progress: bool | None = None,
-    benchmark: Benchmark | None = None,
-) -> list[dict]:
+    benchmark: Benchmark | None = None, train: bool = True,
+) -> list[dict | None]:
     """The result of every spec, training those not in ``results/lifelong``.
 
     Runs that can share a network (same class, optimiser and training data) train together as one
     batch; each result is stored as soon as its batch finishes, so an interrupted sweep resumes.
     ``benchmark`` replaces the protocol's data (tests on synthetic tasks; use with ``cache=False``).
+    With ``train=False`` nothing is trained and runs not in the cache come back as ``None``.
     """
     runs = []
     for spec in specs:
@@ -226,7 +227,7 @@ def run_specs(
     for k, (spec, run) in enumerate(zip(specs, runs)):
         if results[k] is None:
             todo.setdefault(_group(spec.method, run), []).append(k)
-    if todo:
+    if todo and train:
         bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
                                             subset=protocol.subset, device=default_device())
         for members in todo.values():
@@ -241,11 +242,11 @@ def run_specs(
 
 def run_lifelong(
     protocol: LifelongProtocol, methods: Sequence[str], seeds: Sequence[int], *, cache: bool = True,
-    progress: bool | None = None,
-) -> dict[str, list[dict]]:
+    progress: bool | None = None, train: bool = True,
+) -> dict[str, list[dict | None]]:
     """Per method, the results of its runs with ``seeds`` (see :func:`run_specs` and :func:`summarise`)."""
     specs = [RunSpec(m, s) for m in methods for s in seeds]
-    results = run_specs(protocol, specs, cache=cache, progress=progress)
+    results = run_specs(protocol, specs, cache=cache, progress=progress, train=train)
     return {m: results[k * len(seeds):(k + 1) * len(seeds)] for k, m in enumerate(methods)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -55,9 +56,17 @@ def load_cached(experiment: str, config: dict) -> dict | None:
     return stored["result"] if stored.get("config") == json.loads(json.dumps(config)) else None
 
 
+def machine() -> str:
+    """The device that trains here, in words (stored with every result)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
 def store(experiment: str, config: dict, result: dict) -> Path:
+    """Write a run's result beside its configuration, the library version and the machine, atomically."""
     path = cache_path(experiment, config)
-    payload = {"config": config, "version": __version__, "result": result}
+    payload = {"config": config, "version": __version__, "machine": machine(), "result": result}
     write_atomic(path, json.dumps(payload, indent=1, sort_keys=True).encode())
     return path
 
@@ -98,11 +107,13 @@ def _run_config(protocol: EnergyProtocol, run: SynapseConfig) -> dict:
 
 def run_energy(
     runs: Sequence[SynapseConfig], protocol: EnergyProtocol = EnergyProtocol(), *, progress: bool | None = None,
-    save_state: bool = True, cache: bool = True,
+    save_state: bool = True, cache: bool = True, force: bool = False,
 ) -> list[dict]:
     """Train every run not yet in the cache (all together, batched) and return every run's result.
 
-    ``cache=False`` trains every run and stores nothing (smoke runs leave the cache alone).
+    ``cache=False`` trains every run and stores nothing (smoke runs leave the cache alone);
+    ``force=True`` trains and stores every run again (e.g. to regenerate a final state that the
+    cache lacks: the ``.npz`` states are not kept in the repository, only the results).
 
     Each result holds the final test accuracy, mutual information (bits), synaptic energy
     :math:`\\sum|\\bar w|`, activity energy, mean release probability, fraction of synapses with
@@ -111,7 +122,7 @@ def run_energy(
     result as ``<key>.npz`` for the analyses of chapters 3 and 4.
     """
     configs = [_run_config(protocol, r) for r in runs]
-    todo = [r for r, c in zip(runs, configs) if not cache or load_cached("energy", c) is None]
+    todo = [r for r, c in zip(runs, configs) if force or not cache or load_cached("energy", c) is None]
     fresh: dict[str, dict] = {}
     if todo:
         device = default_device()
@@ -191,7 +202,7 @@ def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
         return stored
     state = load_state(run, protocol)
     if state is None:
-        run_energy([run], protocol, cache=True)
+        run_energy([run], protocol, force=True)
         state = load_state(run, protocol)
     weights, biases, probs = state["weights"], state["biases"], state["probs"]
     task = make_benchmark(protocol.benchmark, subset=protocol.subset).tasks[0]

@@ -152,3 +152,9 @@ def test_continuous_stream_mixes_neighbouring_tasks_at_the_transitions(rules):
     assert set(which[-100:].tolist()) == {1, 2}
     assert not torch.equal(order[0], order[1])  # every run draws its own stream
     assert stream.examples(1) == 1000
+
+
+def test_without_training_missing_runs_are_reported_as_none(rules, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRESYN_RESULTS", str(tmp_path))
+    assert run_specs(PROTOCOL, [RunSpec("presynaptic", 0)], benchmark=rules, train=False) == [None]
+    assert not (tmp_path / "lifelong").exists()
