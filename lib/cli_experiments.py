@@ -47,7 +47,7 @@ def energy_main(argv: list[str]) -> int:
 
 def lifelong_main(argv: list[str]) -> int:
     """``python -m lib lifelong``: continual-learning runs of one method on one benchmark (Fig. 4, table)."""
-    from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, run_lifelong, summarise
+    from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, RunSpec, run_specs, summarise
 
     parser = argparse.ArgumentParser(prog="python -m lib lifelong",
                                      description="average accuracy over all tasks after continual learning")
@@ -56,20 +56,25 @@ def lifelong_main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=_positive, default=10, help="epochs per task")
     parser.add_argument("--subset", type=_positive, default=None, help="training and test examples per task to keep")
+    parser.add_argument("--ewc-lambda", type=float, default=None, metavar="X", help="EWC penalty strength (method ewc)")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
     args = parser.parse_args(argv)
+    if args.ewc_lambda is not None and (args.method != "ewc" or args.ewc_lambda < 0):
+        parser.error("--ewc-lambda needs --method ewc and a value >= 0")
     if args.benchmark not in LIFELONG_BENCHMARKS:
         parser.error(f"unknown benchmark {args.benchmark!r}; valid benchmarks: {', '.join(LIFELONG_BENCHMARKS)}")
     if args.method not in METHODS:
         parser.error(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
     protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
+    overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
     try:
-        results = run_lifelong(protocol, [args.method], args.seeds)[args.method]
+        results = run_specs(protocol, [RunSpec(args.method, s, overrides) for s in args.seeds])
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     summary = summarise(results)
-    payload = {"config": {"protocol": asdict(protocol), "method": args.method, "seeds": args.seeds},
+    payload = {"config": {"protocol": asdict(protocol), "method": args.method, "seeds": args.seeds,
+                          "overrides": dict(overrides)},
                "average_accuracy": summary, "accuracy_matrix": {str(s): r["accuracy"] for s, r in zip(args.seeds, results)}}
     write_atomic(args.json, json.dumps(payload, indent=1).encode())
     print(f"{args.benchmark} {args.method}: {100 * summary['mean']:.2f} ± {100 * summary['sem']:.2f} % "

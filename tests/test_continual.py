@@ -158,3 +158,9 @@ def test_without_training_missing_runs_are_reported_as_none(rules, tmp_path, mon
     monkeypatch.setenv("PRESYN_RESULTS", str(tmp_path))
     assert run_specs(PROTOCOL, [RunSpec("presynaptic", 0)], benchmark=rules, train=False) == [None]
     assert not (tmp_path / "lifelong").exists()
+
+
+def test_cli_ewc_strength_is_only_for_ewc(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        lifelong_main(["--benchmark", "split_mnist", "--method", "sgd", "--ewc-lambda", "10", "--json", str(tmp_path / "x")])
+    assert "--ewc-lambda needs --method ewc" in capsys.readouterr().err
