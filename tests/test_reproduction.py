@@ -64,7 +64,8 @@ def test_a_killed_sweep_leaves_only_complete_results_and_resumes(tmp_path):
     env = dict(os.environ, PRESYN_RESULTS=str(tmp_path), PRESYN_COMPILE="0", OMP_NUM_THREADS="1")
     script = tmp_path / "sweep.py"
     script.write_text(SWEEP)
-    proc = subprocess.Popen([sys.executable, str(script), "30"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    # the second run would train for minutes: it is killed while training
+    proc = subprocess.Popen([sys.executable, str(script), "5000"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "stored sgd"  # the first run is stored, the second is training
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
@@ -73,8 +74,9 @@ def test_a_killed_sweep_leaves_only_complete_results_and_resumes(tmp_path):
     assert len(files) == 1 and files[0].suffix == ".json", "a killed run must leave nothing behind"
     json.loads(files[0].read_text())  # complete, readable
     first = files[0].read_bytes()
-    # the resumed sweep (same configuration) finds the stored run and trains only the missing one
-    done = subprocess.run([sys.executable, str(script), "30"], cwd=ROOT, env=env, capture_output=True, text=True,
+    # the resumed sweep finds the stored run (it would rewrite the file, with another time, if it
+    # trained it again) and trains only the missing one, here with fewer epochs to keep the test short
+    done = subprocess.run([sys.executable, str(script), "3"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "lifelong").glob("*.json"))) == 2
