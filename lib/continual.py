@@ -68,7 +68,7 @@ JOINT = ("adam", 1e-3)
 # EWC: not in the authors' code. Adam as for joint training (with plain SGD the penalty's stiffness
 # lambda * F caps the stable learning rate); the penalty strength is chosen by the grid of chapter 5.
 EWC_OPTIMIZER = ("adam", 1e-3)
-EWC_LAMBDA = {"split": 1000.0, "perm": 1000.0}
+EWC_LAMBDA = {"split": 1000.0, "perm": 10.0}
 EWC_GRID = (10.0, 100.0, 1000.0, 10000.0, 100000.0)
 CONTINUOUS_TRANSITION = 0.25
 
