@@ -119,7 +119,7 @@ def main() -> None:
     print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single * FLOP_PER_SAMPLE / 1e9 / gflops:.0%}")
     print(f"single run: {single:.0f} samples/s")
     measured = {
-        "device": f"{name} ({machine()}), {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "device": f"{machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "dense matmul (GFLOP/s)": round(gflops),
         "plain PyTorch loop (samples/s)": round(plain),
         "presynaptic, 1 run (samples/s)": round(single),
