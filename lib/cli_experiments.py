@@ -47,7 +47,7 @@ def energy_main(argv: list[str]) -> int:
 
 def lifelong_main(argv: list[str]) -> int:
     """``python -m lib lifelong``: continual-learning runs of one method on one benchmark (Fig. 4, table)."""
-    from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, RunSpec, run_specs, summarise
+    from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, RunSpec, method_run, run_specs, summarise
 
     parser = argparse.ArgumentParser(prog="python -m lib lifelong",
                                      description="average accuracy over all tasks after continual learning")
@@ -61,12 +61,12 @@ def lifelong_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.ewc_lambda is not None and (args.method != "ewc" or args.ewc_lambda < 0):
         parser.error("--ewc-lambda needs --method ewc and a value >= 0")
-    if args.benchmark not in LIFELONG_BENCHMARKS:
-        parser.error(f"unknown benchmark {args.benchmark!r}; valid benchmarks: {', '.join(LIFELONG_BENCHMARKS)}")
-    if args.method not in METHODS:
-        parser.error(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
-    protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
     overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
+    try:  # unknown names: the library's one-line error, which lists the valid ones
+        protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
+        method_run(args.method, args.benchmark, args.seeds[0], **dict(overrides))
+    except ValueError as err:
+        parser.error(str(err))
     try:
         results = run_specs(protocol, [RunSpec(args.method, s, overrides) for s in args.seeds])
     except DataError as err:

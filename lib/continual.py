@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
-from .experiments import config_key, load_cached, store
+from .experiments import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
-from .tasks import BENCHMARKS, Benchmark, ContinuousStream, Task, check_name, make_benchmark
+from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
 from .train import default_device, fit
 
 LIFELONG_BENCHMARKS = ("split_mnist", "perm_mnist", "split_fmnist", "perm_fmnist", "perm_mnist_cont")
@@ -215,10 +215,7 @@ def run_specs(
     ``benchmark`` replaces the protocol's data (tests on synthetic tasks; use with ``cache=False``).
     With ``train=False`` nothing is trained and runs not in the cache come back as ``None``.
     """
-    runs = []
-    for spec in specs:
-        check_method(spec.method)
-        runs.append(method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)))
+    runs = [method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)) for spec in specs]
     results: list[dict | None] = [
         load_cached("lifelong", run_config(protocol, spec.method, run)) if cache else None
         for spec, run in zip(specs, runs)

@@ -218,6 +218,12 @@ def mlp_backward(
     return grads_w, grads_b
 
 
+def release_probabilities(probs: Sequence[Tensor], hp: dict[str, Tensor]) -> list[Tensor]:
+    """Per layer, the probability with which synapses actually release: :math:`p`, except for ghost
+    runs, which release with their fixed ``release_p`` (``hp`` as held by :class:`StochasticMLP`)."""
+    return [torch.where(hp["ghost"] > 0, hp["release_p"], p) for p in probs]
+
+
 @torch.no_grad()
 def diagonal_fisher(
     weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, *, labels: str = "true",
@@ -335,13 +341,12 @@ class StochasticMLP:
         :math:`A = \\sum_t F^{(t)}` and :math:`B = \\sum_t F^{(t)} \\bar w^{(t)}`, so that the penalty's
         gradient is :math:`\\lambda (A \\bar w - B)`.
         """
-        names = []
-        if self.runs[0].optimizer == "adam":
-            names += ["m_w", "v_w", "m_b", "v_b"]
+        adam = self.runs[0].optimizer == "adam"
+        names = ["m_w", "v_w", "m_b", "v_b"] if adam else []
         if any(c.ewc_lambda > 0 for c in self.runs):
             names += ["fisher_w", "anchor_w", "fisher_b", "anchor_b"]
         state = {n: [torch.zeros_like(t) for t in (self.weights if n.endswith("w") else self.biases)] for n in names}
-        if self.runs[0].optimizer == "adam":
+        if adam:
             state["adam_step"] = [torch.zeros((), device=self.device)]
         return state
     # ------------------------------------------------------------------ structure
@@ -383,19 +388,12 @@ class StochasticMLP:
             uniforms.append(u)
         return uniforms
 
-    def release_probabilities(self) -> list[Tensor] | None:
-        """Per layer, the probability with which synapses actually release: :math:`p`, except for
-        ghost runs, which release with their fixed ``release_p`` (``None`` when no run is a ghost)."""
-        if not self.any_run("ghost"):
-            return None
-        return [torch.where(self.hp["ghost"] > 0, self.hp["release_p"], p) for p in self.probs]
-
     def transmitted(self, generators: Sequence[torch.Generator] | None = None) -> list[Tensor]:
         """Weights transmitted in one stochastic pass, :math:`r\\,\\bar w / p` (:math:`\\bar w` if deterministic)."""
         uniforms = self.draw_uniforms(generators)
         if uniforms is None:
             return self.weights
-        release = self.release_probabilities() or [None] * self.n_layers
+        release = release_probabilities(self.probs, self.hp) if self.any_run("ghost") else [None] * self.n_layers
         return [w * release_scales(u, p, q) for w, u, p, q in zip(self.weights, uniforms, self.probs, release)]
 
     # ------------------------------------------------------------------ forward

@@ -26,7 +26,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .metrics import cross_entropy, mutual_information, soft_confusion
-from .model import ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, mlp_backward, mlp_forward, release_scales
+from .model import (ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, mlp_backward, mlp_forward,
+                    release_probabilities, release_scales)
 from .plasticity import adam_step, learning_rate_factor, sgd_step, update_release_probability
 from .tasks import Benchmark, Task
 
@@ -87,7 +88,7 @@ def _step(
     state: dict[str, list[Tensor]],
 ) -> Tensor:
     """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place)."""
-    release = [torch.where(hp["ghost"] > 0, hp["release_p"], p) for p in probs] if plan.ghost else [None] * len(probs)
+    release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
     scales = [release_scales(u, p, q) for u, p, q in zip(uniforms, probs, release)] if uniforms is not None else None
     transmitted = [w * s for w, s in zip(weights, scales)] if scales is not None else weights
     logits, inputs = mlp_forward(x, transmitted, biases)
