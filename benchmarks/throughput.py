@@ -76,7 +76,7 @@ def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.devic
 
     def network() -> StochasticMLP:
         if bgd:
-            return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device)
+            return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device, compile)
         return StochasticMLP(SIZES, [presynaptic(seed=s) for s in range(runs)], device)
 
     seconds = []
@@ -113,7 +113,7 @@ def main() -> None:
     print(f"presynaptic, {args.runs} runs batched: {batched:,.0f} samples/s in all")
     print(f"batched / sequential: {batched / single:.2f}x")
     bgd_samples = BGD_SETTINGS["perm_mnist"].mc_samples
-    bgd = engine(task, 1, max(1, args.steps // 10), False, device, bgd=True)
+    bgd = engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True)
     print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {bgd:,.0f} samples/s = {bgd / plain:.1%} of the plain loop "
           f"(target: 1/{bgd_samples} = {1 / bgd_samples:.0%})")
     print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single * FLOP_PER_SAMPLE / 1e9 / gflops:.0%}")

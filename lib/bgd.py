@@ -23,14 +23,16 @@ settings below (:data:`BGD_SETTINGS`) assume it, and the effective learning rate
 from __future__ import annotations
 
 import math
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .metrics import cross_entropy
-from .model import StochasticMLP, deterministic, mlp_backward, mlp_forward
+from .model import StochasticMLP, backprop, derived_seed, deterministic, mlp_forward, run_matmul
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +100,63 @@ def bgd_update(
     return new_mu, new_sigma
 
 
+_pool: ThreadPoolExecutor | None = None
+_compiled_bgd_step: Callable | None = None
+
+
+def _noise_pool() -> ThreadPoolExecutor:
+    """One thread, shared by all BGD networks, that draws training noise ahead of the steps."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(1, thread_name_prefix="bgd-noise")
+    return _pool
+
+
+def bgd_step(
+    means_w: list[Tensor], means_b: list[Tensor], std_w: list[Tensor], std_b: list[Tensor],
+    eps_w: list[Tensor], eps_b: list[Tensor], eta_w: Tensor, eta_b: Tensor, x: Tensor, y: Tensor,
+) -> Tensor:
+    """One BGD update of R runs in place, given the noise of its K samples; returns the loss ``(R,)``.
+
+    ``eps_w[l]`` is ``(R, K, out, in)`` and ``eps_b[l]`` ``(R, K, out)``. The K samples
+    :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` of every run go through the network side by side: the
+    first layer as one product per run (its input is the same for all K), the layers above as R·K runs
+    of :func:`mlp_forward`. Backpropagating the mini-batch *sum* of the cross-entropy gives
+    every :math:`g_k`, and :func:`bgd_update` moves every :math:`(\\mu, \\sigma)` with the averages
+    :math:`\\mathbb E[g]` and :math:`\\mathbb E[g\\varepsilon]` over k. ``x`` is ``(R, B, in)`` or shared
+    ``(B, in)``, ``y`` ``(R, B)`` or ``(B,)``; ``eta_w`` ``(R, 1, 1)`` and ``eta_b`` ``(R, 1)`` are the runs'
+    :math:`\\eta`. The loss is the mean cross-entropy per example, averaged over the K samples.
+    """
+    runs, samples = eps_w[0].shape[:2]
+    means, stds, eps = [*means_w, *means_b], [*std_w, *std_b], [*eps_w, *eps_b]
+    theta = [torch.addcmul(m.unsqueeze(1), s.unsqueeze(1), e) for m, s, e in zip(means, stds, eps)]
+    n_layers = len(means_w)
+    theta_w, theta_b = theta[:n_layers], theta[n_layers:]
+    # First layer: its input is the same for the K samples of a run, so one product per run covers
+    # them all (the K weight matrices stacked, K * out rows); faster than K small products.
+    hidden, inputs_dim = theta_w[0].shape[2:]
+    z = run_matmul(x, theta_w[0].reshape(runs, samples * hidden, inputs_dim).transpose(1, 2))
+    z = z.view(runs, -1, samples, hidden).transpose(1, 2) + theta_b[0].unsqueeze(2)
+    h = z.relu().flatten(0, 1)  # (R*K, B, hidden): the K samples of every run side by side
+    logits, inputs = mlp_forward(h, [w.flatten(0, 1) for w in theta_w[1:]], [b.flatten(0, 1) for b in theta_b[1:]])
+    if y.dim() == 2:
+        y = y.unsqueeze(1).expand(runs, samples, y.shape[1]).flatten(0, 1)
+    loss, dlogits = cross_entropy(logits, y)
+    dlogits = dlogits * logits.shape[1]  # gradient of the summed loss L_n, not of the mean
+    grads_w, grads_b, delta = backprop(dlogits, inputs, [w.flatten(0, 1) for w in theta_w[1:]], to_input=True)
+    delta = delta.view(runs, samples, -1, hidden)
+    first_w = run_matmul(delta.transpose(2, 3).reshape(runs, samples * hidden, -1), x)
+    grads_w = [first_w, *grads_w]
+    grads_b = [delta.sum(2), *grads_b]
+    etas = [eta_w] * n_layers + [eta_b] * n_layers
+    for mu, sigma, g, e, eta in zip(means, stds, [*grads_w, *grads_b], eps, etas):
+        g = g.view_as(e)
+        new_mu, new_sigma = bgd_update(mu, sigma, g.mean(1), (g * e).mean(1), eta)
+        mu.copy_(new_mu)
+        sigma.copy_(new_sigma)
+    return loss.view(runs, samples).mean(1)
+
+
 class BayesianMLP(StochasticMLP):
     """R independent BGD runs of one ReLU MLP, batched with a leading run axis.
 
@@ -110,9 +169,12 @@ class BayesianMLP(StochasticMLP):
         mc_samples: K, shared by all runs.
         weight_std, bias_std: :math:`\\sigma` of every weight ``(R, out, in)`` and bias ``(R, out)``.
         hp: gains ``mean_eta`` ``(R, 1, 1)`` and ``bias_mean_eta`` ``(R, 1)``.
+        noise_generators: one per run for the training noise (evaluation draws from ``eval_generators``).
+        compile: whether :meth:`train_step` runs through :func:`torch.compile`.
     """
 
-    def __init__(self, sizes: Sequence[int], runs: Sequence[BGDConfig], device: str | torch.device = "cpu"):
+    def __init__(self, sizes: Sequence[int], runs: Sequence[BGDConfig], device: str | torch.device = "cpu",
+                 compile: bool = False):
         runs = list(runs)
         samples = {c.mc_samples for c in runs}
         if len(samples) > 1:
@@ -127,15 +189,18 @@ class BayesianMLP(StochasticMLP):
             [c.mean_eta for c in runs], dtype=torch.float32, device=self.device
         )[:, None, None]
         self.hp["bias_mean_eta"] = self.hp["mean_eta"][:, :, 0]
+        # The training noise comes from a stream of its own per run (drawn ahead on the CPU).
+        self.noise_generators = [torch.Generator(self.device).manual_seed(derived_seed(c.seed, 3)) for c in runs]
+        n_parameters = sum(p[0].numel() for p in [*self.weights, *self.biases])
+        self._noise = [self.weights[0].new_empty(self.n_runs, self.mc_samples, n_parameters) for _ in range(2)]
+        self._pending: tuple[int, Future] | None = None  # (buffer, its drawing)
+        self.compile = compile
 
-    def _sample_parameters(
-        self, generators: Sequence[torch.Generator]
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    def _sample_parameters(self, generators: Sequence[torch.Generator]) -> tuple[list[Tensor], list[Tensor]]:
         """One draw :math:`\\theta = \\mu + \\sigma\\varepsilon` of every run's weights and biases.
 
         Run r draws its noise from ``generators[r]`` alone, layer by layer, first the weights' then
-        the biases' :math:`\\varepsilon`, so its numbers never depend on the other runs. Returns the
-        sampled weights and biases and their noise :math:`\\varepsilon` (same shapes).
+        the biases' :math:`\\varepsilon`, so its numbers never depend on the other runs.
         """
         eps_w = [torch.empty_like(w) for w in self.weights]
         eps_b = [torch.empty_like(b) for b in self.biases]
@@ -145,40 +210,68 @@ class BayesianMLP(StochasticMLP):
                 eb[r].normal_(generator=g)
         weights = [torch.addcmul(m, s, e) for m, s, e in zip(self.weights, self.weight_std, eps_w)]
         biases = [torch.addcmul(m, s, e) for m, s, e in zip(self.biases, self.bias_std, eps_b)]
-        return weights, biases, eps_w, eps_b
+        return weights, biases
+
+    def draw_training_noise(self, out: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Fill ``out`` ``(R, K, P)`` (P parameters per run) with the noise :math:`\\varepsilon_1 \\dots
+        \\varepsilon_K` of one training step; return its views per layer, weights ``(R, K, out, in)`` and
+        biases ``(R, K, out)``.
+
+        Run r draws its K·P numbers from ``noise_generators[r]`` alone (sample by sample, the weights of
+        every layer before the biases), so its numbers never depend on the other runs.
+        """
+        for r, g in enumerate(self.noise_generators):
+            out[r].normal_(generator=g)
+        views, offset = [], 0
+        for p in [*self.weights, *self.biases]:
+            size = p[0].numel()
+            views.append(out[:, :, offset:offset + size].unflatten(2, p.shape[1:]))
+            offset += size
+        return views[:self.n_layers], views[self.n_layers:]
+
+    def _next_noise(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The noise of this training step. On the CPU it was drawn on a second thread while the
+        previous step ran, and that thread now draws the next step's noise into the other of two
+        buffers (the noise does not depend on the parameters, so the numbers are the same as drawn
+        in turn). Drawing normal numbers costs about half as much as the rest of a step on one core."""
+        if self.device.type != "cpu":
+            return self.draw_training_noise(self._noise[0])
+        if self._pending is None:
+            self._pending = (0, _noise_pool().submit(self.draw_training_noise, self._noise[0]))
+        index, drawing = self._pending
+        current = drawing.result()
+        self._pending = (1 - index, _noise_pool().submit(self.draw_training_noise, self._noise[1 - index]))
+        return current
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One BGD update (:func:`bgd_update`) of every run on its mini-batch; returns the loss ``(R,)``.
 
-        ``x`` is ``(R, B, in)`` and ``y`` ``(R, B)`` (or shared ``(B, in)`` and ``(B,)``). For each of the
-        K samples :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` (drawn one after the other) it backpropagates
-        :math:`g_k = \\partial L_n/\\partial\\theta` at :math:`\\theta_k` and accumulates
-        :math:`\\mathbb E[g] = \\frac1K\\sum_k g_k` and :math:`\\mathbb E[g\\varepsilon] = \\frac1K\\sum_k g_k\\varepsilon_k`.
-        (One sample at a time is faster on the CPU than stacking the K samples on the run axis: its
-        tensors stay in cache.) The returned loss is the mean cross-entropy per example, averaged over
-        the K samples.
+        ``x`` is ``(R, B, in)`` and ``y`` ``(R, B)`` (or shared ``(B, in)`` and ``(B,)``). With the noise of
+        :meth:`draw_training_noise`, :func:`bgd_step` backpropagates :math:`g_k = \\partial L_n/\\partial\\theta`
+        at each :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` and updates :math:`\\mu` and :math:`\\sigma`
+        in place with the averages over the K samples. With ``compile`` set, that step runs through
+        :func:`torch.compile` (fused element-wise work). On the CPU the step leaves one core to the
+        thread that draws the next step's noise. The returned loss is the mean cross-entropy per
+        example, averaged over the K samples.
         """
-        means = [*self.weights, *self.biases]
-        stds = [*self.weight_std, *self.bias_std]
-        etas = [self.hp["mean_eta"]] * self.n_layers + [self.hp["bias_mean_eta"]] * self.n_layers
-        sum_g = [torch.zeros_like(m) for m in means]
-        sum_g_eps = [torch.zeros_like(m) for m in means]
-        loss_sum = torch.zeros(self.n_runs, device=self.device)
-        for _ in range(self.mc_samples):
-            weights, biases, eps_w, eps_b = self._sample_parameters(self.generators)
-            logits, inputs = mlp_forward(x, weights, biases)
-            loss, dlogits = cross_entropy(logits, y)
-            dlogits.mul_(logits.shape[1])  # gradient of the summed loss L_n, not of the mean
-            grads_w, grads_b = mlp_backward(dlogits, inputs, weights)
-            for acc, acc_eps, g, eps in zip(sum_g, sum_g_eps, [*grads_w, *grads_b], [*eps_w, *eps_b]):
-                acc.add_(g)
-                acc_eps.addcmul_(g, eps)
-            loss_sum += loss
-        for mu, sigma, acc, acc_eps, eta in zip(means, stds, sum_g, sum_g_eps, etas):
-            new_mu, new_sigma = bgd_update(mu, sigma, acc / self.mc_samples, acc_eps / self.mc_samples, eta)
-            mu.copy_(new_mu)
-            sigma.copy_(new_sigma)
-        return loss_sum / self.mc_samples
+        global _compiled_bgd_step
+        args = (self.weights, self.biases, self.weight_std, self.bias_std, *self._next_noise(),
+                self.hp["mean_eta"], self.hp["bias_mean_eta"], x, y)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and threads > 1:
+            torch.set_num_threads(threads - 1)
+        try:
+            if self.compile:
+                if _compiled_bgd_step is None:
+                    _compiled_bgd_step = torch.compile(bgd_step, dynamic=False)
+                try:
+                    return _compiled_bgd_step(*args)
+                except Exception as err:  # a missing or broken compiler must not stop training
+                    self.compile = False
+                    warnings.warn(f"torch.compile failed ({type(err).__name__}); BGD continues without it")
+            return bgd_step(*args)
+        finally:
+            torch.set_num_threads(threads)
 
     @torch.no_grad()
     def sample_pass(self, x: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, list[Tensor]]:
@@ -189,7 +282,7 @@ class BayesianMLP(StochasticMLP):
         the softmax of several passes gives Monte-Carlo inference (the reference code's ``test_mc``
         inference averages the accuracies of single passes instead).
         """
-        weights, biases, _, _ = self._sample_parameters(generators)
+        weights, biases = self._sample_parameters(generators)
         return mlp_forward(x, weights, biases)
 
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:

@@ -138,7 +138,7 @@ def deterministic(**overrides) -> SynapseConfig:
     return replace(SynapseConfig(p_init=1.0, learn_p=False, lr=0.08, bias="learned"), **overrides)
 
 
-def _derived_seed(seed: int, stream: int) -> int:
+def derived_seed(seed: int, stream: int) -> int:
     """A seed for a second, independent stream of one run (e.g. evaluation masks)."""
     return (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9) % (2**63)
 
@@ -199,6 +199,17 @@ def mlp_backward(
     With ``squared_per_example`` it returns :math:`\\sum_n (\\delta_n h_n^\\top)^2 = (\\delta^2)^\\top h^2` and
     :math:`\\sum_n \\delta_n^2` instead: the summed squares of the per-example gradients (Fisher information).
     """
+    grads_w, grads_b, _ = backprop(dlogits, inputs, weights, squared_per_example=squared_per_example)
+    return grads_w, grads_b
+
+
+def backprop(
+    dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor], *, squared_per_example: bool = False,
+    to_input: bool = False,
+) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
+    """:func:`mlp_backward`, and with ``to_input`` also :math:`(\\delta W_1) \\odot [h_1 > 0]`, the gradient
+    w.r.t. the pre-activation of the layer below ``inputs[0]`` (``inputs[0]`` being a ReLU output);
+    ``None`` without ``to_input``."""
     n = len(weights)
     grads_w: list[Tensor] = [torch.empty(0)] * n
     grads_b: list[Tensor] = [torch.empty(0)] * n
@@ -213,9 +224,9 @@ def mlp_backward(
         else:
             grads_w[i] = run_matmul(delta.transpose(1, 2), h)
             grads_b[i] = delta.sum(1)
-        if i > 0:
+        if i > 0 or to_input:
             delta = run_matmul(delta, weights[i]) * (h > 0)
-    return grads_w, grads_b
+    return grads_w, grads_b, delta if to_input else None
 
 
 def release_probabilities(probs: Sequence[Tensor], hp: dict[str, Tensor]) -> list[Tensor]:
@@ -284,7 +295,7 @@ class StochasticMLP:
         self.device = torch.device(device)
         self.generators = [torch.Generator(self.device).manual_seed(c.seed) for c in self.runs]
         self.eval_generators = [
-            torch.Generator(self.device).manual_seed(_derived_seed(c.seed, 1)) for c in self.runs
+            torch.Generator(self.device).manual_seed(derived_seed(c.seed, 1)) for c in self.runs
         ]
         self.weights: list[Tensor] = []
         self.biases: list[Tensor] = []
@@ -304,7 +315,7 @@ class StochasticMLP:
         # EWC samples the labels of its Fisher information from a stream of its own, so that the
         # course of training does not depend on it.
         self.fisher_generators = [
-            torch.Generator(self.device).manual_seed(_derived_seed(c.seed, 2)) for c in self.runs
+            torch.Generator(self.device).manual_seed(derived_seed(c.seed, 2)) for c in self.runs
         ] if "fisher_w" in self.state else []
 
     def _uniform(self, shape: tuple[int, ...], bound: float, g: torch.Generator) -> Tensor:

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib.bgd import BGD_SETTINGS, BayesianMLP, BGDConfig, bgd_update
+from lib.bgd import BGD_SETTINGS, BayesianMLP, BGDConfig, bgd_step, bgd_update
 from lib.model import mlp_forward
 
 SIZES = [10, 8, 2]
@@ -75,13 +75,13 @@ def test_train_step_reproduces_the_monte_carlo_estimates_by_autograd():
     mu = [t[0].clone() for t in (*net.weights, *net.biases)]
     sigma = [t[0].clone() for t in (*net.weight_std, *net.bias_std)]
     g = torch.Generator().manual_seed(0)
-    g.set_state(net.generators[0].get_state())
+    g.set_state(net.noise_generators[0].get_state())
+    # documented draw order: one call for all K samples, each sample the weights of every layer, then the biases
+    noise = torch.empty(3, sum(m.numel() for m in mu)).normal_(generator=g)
     sum_g = [torch.zeros_like(m) for m in mu]
     sum_g_eps = [torch.zeros_like(m) for m in mu]
-    for _ in range(3):
-        # documented draw order: sample after sample, layer by layer, the weights' then the biases' noise
-        w0, b0, w1, b1 = (torch.empty_like(mu[i]).normal_(generator=g) for i in (0, 2, 1, 3))
-        eps = [w0, w1, b0, b1]
+    for k in range(3):
+        eps = [e.view_as(m) for e, m in zip(noise[k].split([m.numel() for m in mu]), mu)]
         theta = [(m + s * e).requires_grad_() for m, s, e in zip(mu, sigma, eps)]
         logits, _ = mlp_forward(x, [theta[0][None], theta[1][None]], [theta[2][None], theta[3][None]])
         loss = torch.nn.functional.cross_entropy(logits[0], y[0], reduction="sum")
@@ -160,3 +160,19 @@ def test_invalid_configs_raise(bad):
 def test_mixed_mc_samples_raise():
     with pytest.raises(ValueError, match="mc_samples"):
         BayesianMLP(SIZES, [BGDConfig(std_init=0.1, mc_samples=2), BGDConfig(std_init=0.1, mc_samples=3)])
+
+
+def test_noise_drawn_ahead_on_a_second_thread_equals_noise_drawn_in_turn():
+    config = BGDConfig(seed=3, std_init=0.1, mean_eta=1.0, mc_samples=2)
+    x, y = gaussian_problem(4, n=5 * 16)
+    ahead, in_turn = BayesianMLP(SIZES, [config]), BayesianMLP(SIZES, [config])
+    buffer = torch.empty_like(in_turn._noise[0])
+    for step in range(5):
+        batch = slice(16 * step, 16 * (step + 1))
+        loss = ahead.train_step(x[:, batch], y[:, batch])
+        eps_w, eps_b = in_turn.draw_training_noise(buffer)
+        expected = bgd_step(in_turn.weights, in_turn.biases, in_turn.weight_std, in_turn.bias_std, eps_w, eps_b,
+                            in_turn.hp["mean_eta"], in_turn.hp["bias_mean_eta"], x[:, batch], y[:, batch])
+        assert torch.allclose(loss, expected, atol=1e-6)  # (the step itself runs on one thread fewer)
+    for a, b in zip(state(ahead), state(in_turn)):
+        assert torch.allclose(a, b, atol=1e-6)
