@@ -55,6 +55,7 @@ def lifelong_main(argv: list[str]) -> int:
     parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=_positive, default=10, help="epochs per task")
+    parser.add_argument("--batch-size", type=_positive, default=100, help="examples per mini-batch")
     parser.add_argument("--subset", type=_positive, default=None, help="training and test examples per task to keep")
     parser.add_argument("--ewc-lambda", type=float, default=None, metavar="X", help="EWC penalty strength (method ewc)")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
@@ -63,7 +64,7 @@ def lifelong_main(argv: list[str]) -> int:
         parser.error("--ewc-lambda needs --method ewc and a value >= 0")
     overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
     try:  # unknown names: the library's one-line error, which lists the valid ones
-        protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
+        protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, batch_size=args.batch_size, subset=args.subset)
         method_run(args.method, args.benchmark, args.seeds[0], **dict(overrides))
     except ValueError as err:
         parser.error(str(err))
