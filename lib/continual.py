@@ -175,7 +175,8 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
         step = net.train_step
     else:
         net = StochasticMLP(sizes, runs, device=device)
-    kwargs = dict(eval_every="task", eval_samples=protocol.eval_samples, progress=progress, step=step)
+    kwargs = dict(batch_size=protocol.batch_size, eval_every="task", eval_samples=protocol.eval_samples,
+                  progress=progress, step=step)
     if methods[0] == "joint":
         hist = fit(net, joint_benchmark(bench), epochs=protocol.epochs, eval_tasks=bench.tasks, **kwargs)
     elif protocol.benchmark == "perm_mnist_cont":

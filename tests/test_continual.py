@@ -164,3 +164,12 @@ def test_cli_ewc_strength_is_only_for_ewc(capsys, tmp_path):
     with pytest.raises(SystemExit):
         lifelong_main(["--benchmark", "split_mnist", "--method", "sgd", "--ewc-lambda", "10", "--json", str(tmp_path / "x")])
     assert "--ewc-lambda needs --method ewc" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("method", ["presynaptic", "bgd"])
+def test_the_protocols_batch_size_is_the_one_trained_with(rules, method):
+    # 400 examples per task: a batch of 500 cannot be formed (the default of 100 could).
+    big = LifelongProtocol("split_mnist", epochs=1, batch_size=500, eval_samples=1, hidden=(32, 32))
+    with pytest.raises(ValueError, match="fewer than batch_size=500"):
+        run_specs(big, [RunSpec(method, 0)], cache=False, benchmark=rules)
