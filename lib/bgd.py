@@ -138,12 +138,13 @@ def bgd_step(
     z = run_matmul(x, theta_w[0].reshape(runs, samples * hidden, inputs_dim).transpose(1, 2))
     z = z.view(runs, -1, samples, hidden).transpose(1, 2) + theta_b[0].unsqueeze(2)
     h = z.relu().flatten(0, 1)  # (R*K, B, hidden): the K samples of every run side by side
-    logits, inputs = mlp_forward(h, [w.flatten(0, 1) for w in theta_w[1:]], [b.flatten(0, 1) for b in theta_b[1:]])
+    upper_w = [w.flatten(0, 1) for w in theta_w[1:]]
+    logits, inputs = mlp_forward(h, upper_w, [b.flatten(0, 1) for b in theta_b[1:]])
     if y.dim() == 2:
         y = y.unsqueeze(1).expand(runs, samples, y.shape[1]).flatten(0, 1)
     loss, dlogits = cross_entropy(logits, y)
     dlogits = dlogits * logits.shape[1]  # gradient of the summed loss L_n, not of the mean
-    grads_w, grads_b, delta = backprop(dlogits, inputs, [w.flatten(0, 1) for w in theta_w[1:]], to_input=True)
+    grads_w, grads_b, delta = backprop(dlogits, inputs, upper_w, to_input=True)
     delta = delta.view(runs, samples, -1, hidden)
     first_w = run_matmul(delta.transpose(2, 3).reshape(runs, samples * hidden, -1), x)
     grads_w = [first_w, *grads_w]
