@@ -42,13 +42,11 @@ reference: $(INSTALLED) data
 throughput: $(INSTALLED) data
 	$(PY) benchmarks/throughput.py
 
-# Every run of every chapter trained anew into results-reproduce/ (resumable: a second call goes on
-# from the runs already there), then the book built from those results.
+# Every run of every chapter trained anew into results-reproduce/, one process per core (resumable: a
+# second call goes on from the runs already there), then the book built from those results.
 REPRO := $(CURDIR)/results-reproduce
 reproduce: $(INSTALLED) data
-	mkdir -p $(REPRO)
-	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/papermill book/05_continual.ipynb $(REPRO)/05_continual.ipynb \
-		-p train_missing True --cwd book --progress-bar
+	PRESYN_RESULTS=$(REPRO) $(PY) -m lib reproduce
 	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --keep-going -W -n
 	@echo "book: $(CURDIR)/_build/html/index.html"
 

@@ -1,4 +1,4 @@
-"""Command line of the library: ``python -m lib data|energy|lifelong ...``."""
+"""Command line of the library: ``python -m lib data|energy|lifelong|reproduce ...``."""
 from __future__ import annotations
 
 import sys
@@ -7,22 +7,23 @@ COMMANDS = {
     "data": "fetch or verify the MNIST and Fashion-MNIST files",
     "energy": "train the networks of the energy experiment (Fig. 1) and write their results as JSON",
     "lifelong": "continual learning of one method on one benchmark (Fig. 4, Appendix table) as JSON",
+    "reproduce": "train every run of the book not stored yet, several processes at once (resumable)",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = [f"  {name:8s} {text}" for name, text in COMMANDS.items()]
+        lines = [f"  {name:9s} {text}" for name, text in COMMANDS.items()]
         print("usage: python -m lib COMMAND ...\ncommands:\n" + "\n".join(lines), file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "data":
         from .cli_data import main as data_main
 
         return data_main(argv[1:])
-    from .cli_experiments import energy_main, lifelong_main
+    from .cli_experiments import energy_main, lifelong_main, reproduce_main
 
-    return (energy_main if argv[0] == "energy" else lifelong_main)(argv[1:])
+    return {"energy": energy_main, "lifelong": lifelong_main, "reproduce": reproduce_main}[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

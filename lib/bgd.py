@@ -23,16 +23,16 @@ settings below (:data:`BGD_SETTINGS`) assume it, and the effective learning rate
 from __future__ import annotations
 
 import math
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from .metrics import cross_entropy
 from .model import StochasticMLP, backprop, derived_seed, deterministic, mlp_forward, run_matmul
+from .train import compiled_or_eager
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +101,6 @@ def bgd_update(
 
 
 _pool: ThreadPoolExecutor | None = None
-_compiled_bgd_step: Callable | None = None
 
 
 def _noise_pool() -> ThreadPoolExecutor:
@@ -251,26 +250,17 @@ class BayesianMLP(StochasticMLP):
         :meth:`draw_training_noise`, :func:`bgd_step` backpropagates :math:`g_k = \\partial L_n/\\partial\\theta`
         at each :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` and updates :math:`\\mu` and :math:`\\sigma`
         in place with the averages over the K samples. With ``compile`` set, that step runs through
-        :func:`torch.compile` (fused element-wise work). On the CPU the step leaves one core to the
+        :func:`torch.compile` (fused element-wise work; :func:`lib.train.compiled_or_eager`). On the CPU the step leaves one core to the
         thread that draws the next step's noise. The returned loss is the mean cross-entropy per
         example, averaged over the K samples.
         """
-        global _compiled_bgd_step
         args = (self.weights, self.biases, self.weight_std, self.bias_std, *self._next_noise(),
                 self.hp["mean_eta"], self.hp["bias_mean_eta"], x, y)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and threads > 1:
             torch.set_num_threads(threads - 1)
         try:
-            if self.compile:
-                if _compiled_bgd_step is None:
-                    _compiled_bgd_step = torch.compile(bgd_step, dynamic=False)
-                try:
-                    return _compiled_bgd_step(*args)
-                except Exception as err:  # a missing or broken compiler must not stop training
-                    self.compile = False
-                    warnings.warn(f"torch.compile failed ({type(err).__name__}); BGD continues without it")
-            return bgd_step(*args)
+            return compiled_or_eager(bgd_step, *args, compile=self.compile)
         finally:
             torch.set_num_threads(threads)
 

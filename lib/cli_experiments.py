@@ -81,3 +81,28 @@ def lifelong_main(argv: list[str]) -> int:
     print(f"{args.benchmark} {args.method}: {100 * summary['mean']:.2f} ± {100 * summary['sem']:.2f} % "
           f"over seeds {args.seeds}; wrote {args.json}")
     return 0
+
+
+def reproduce_main(argv: list[str]) -> int:
+    """``python -m lib reproduce``: every paper-scale training run of the book, several processes at once."""
+    from .reproduce import all_jobs, default_workers, describe, reproduce
+
+    parser = argparse.ArgumentParser(prog="python -m lib reproduce",
+                                     description="train every run of the book that is not stored yet (resumable)")
+    parser.add_argument("--workers", type=_positive, default=default_workers(),
+                        help="processes training side by side (default: one per core, one on a GPU)")
+    parser.add_argument("--threads", type=_positive, default=1, help="threads per process")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and their relative costs, train nothing")
+    args = parser.parse_args(argv)
+    jobs = all_jobs()
+    if args.dry_run:
+        print(describe(jobs))
+        return 0
+    try:
+        record = reproduce(jobs, args.workers, args.threads)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"reproduce: {len(jobs)} jobs on {args.workers} workers x {args.threads} threads "
+          f"in {record['wall_seconds'] / 3600:.2f} h")
+    return 0

@@ -73,6 +73,10 @@ EWC_LAMBDA = {"split": 1000.0, "perm": 10.0}
 # from lambda = 10 upwards, so the grid goes further down there).
 EWC_GRID = {"split": (10.0, 100.0, 1000.0, 10000.0, 100000.0), "perm": (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}
 CONTINUOUS_TRANSITION = 0.25
+# What chapter 5 shows: the main comparison on every benchmark, the ablations (Fig. 5a) on two.
+MAIN_METHODS = ("presynaptic", "no_consolidation", "sgd", "ewc", "bgd", "joint")
+ABLATION_METHODS = ("full", "no_freeze", "no_lr_modulation", "no_freeze_no_lr_modulation", "ghost")
+ABLATION_BENCHMARKS = ("split_mnist", "perm_mnist")
 
 
 def family(benchmark: str) -> str:
@@ -206,6 +210,28 @@ class RunSpec:
     method: str
     seed: int
     overrides: tuple[tuple[str, float], ...] = ()
+
+
+def chapter_specs(
+    benchmark: str, seeds: Sequence[int], methods: Sequence[str] = MAIN_METHODS,
+    ablations: Sequence[str] = ABLATION_METHODS, ewc_grid: Sequence[float] | None = None,
+) -> dict[tuple, RunSpec]:
+    """Every run chapter 5 shows on ``benchmark``, keyed by ``(what, seed)``.
+
+    ``what`` is a method, an ablation (only on :data:`ABLATION_BENCHMARKS`) or ``("ewc", lambda)``
+    for a point of the EWC grid (default :data:`EWC_GRID` of the benchmark's family). The grid's
+    point at the default strength is the ``"ewc"`` run itself: both keys map to the same spec.
+    """
+    fam = family(benchmark)
+    specs = {(m, s): RunSpec(m, s) for m in methods for s in seeds}
+    if benchmark in ABLATION_BENCHMARKS:
+        specs |= {(a, s): RunSpec(a, s) for a in ablations for s in seeds}
+    if "ewc" in methods:
+        default = EWC_LAMBDA[fam]
+        grid = EWC_GRID[fam] if ewc_grid is None else ewc_grid
+        specs |= {(("ewc", lam), s): RunSpec("ewc", s, () if lam == default else (("ewc_lambda", lam),))
+                  for lam in sorted({*grid, default}) for s in seeds}
+    return specs
 
 
 def run_specs(

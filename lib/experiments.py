@@ -13,7 +13,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -151,6 +151,29 @@ def run_energy(
                 write_atomic(cache_path("energy", config).with_suffix(".npz"), _npz_bytes(state))
             store("energy", config, result)
     return [fresh.get(config_key(c)) or load_cached("energy", c) for c in configs]
+
+
+def energy_sweep(
+    model: str, weight_decays: Sequence[float], seeds: Sequence[int], protocol: EnergyProtocol = EnergyProtocol(),
+    fixed_p: Mapping[float, float] | None = None, *, progress: bool | None = None,
+) -> list[dict]:
+    """The results of ``model`` at every (lambda, seed), lambda-major, from the cache or trained as one batch.
+
+    ``fixed_p[lambda]`` is the fixed model's release probability at that lambda (default 0.4, the
+    authors' code); see :func:`matched_release` for the value chapter 2 uses.
+    """
+    runs = [energy_run(model, wd, s, (fixed_p or {}).get(wd, 0.4)) for wd in weight_decays for s in seeds]
+    return run_energy(runs, protocol, progress=progress)
+
+
+def matched_release(weight_decays: Sequence[float], presynaptic_results: Sequence[dict]) -> dict[float, float]:
+    """Per lambda, the presynaptic model's final mean release probability, averaged over its seeds and
+    rounded to 3 decimals: the fixed model of Fig. 1 releases with this probability.
+
+    ``presynaptic_results`` are :func:`energy_sweep`'s results of the presynaptic model (lambda-major).
+    """
+    mean_p = np.array([r["mean_p"] for r in presynaptic_results]).reshape(len(weight_decays), -1).mean(1)
+    return {wd: round(float(m), 3) for wd, m in zip(weight_decays, mean_p)}
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -128,7 +128,7 @@ def _step(
 
 
 COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
-_compiled_step: Callable | None = None
+_compiled: dict[Callable, Callable] = {}
 _compile_failed = False
 
 
@@ -139,25 +139,35 @@ def compile_available() -> bool:
     return torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
+def compiled_or_eager(function: Callable, *args, compile: bool = True):
+    """``function(*args)``, through :func:`torch.compile` when ``compile`` is set.
+
+    Each function is compiled once. If compiling or running the compiled code fails (a missing or
+    broken compiler), a warning says so, and this and every later call runs eagerly: a compiler
+    problem never stops training.
+    """
+    global _compile_failed
+    if compile and not _compile_failed:
+        if function not in _compiled:
+            _compiled[function] = torch.compile(function, dynamic=False)
+        try:
+            return _compiled[function](*args)
+        except Exception as err:
+            _compile_failed = True
+            warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
+    return function(*args)
+
+
 def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None = None, compile: bool = False) -> Tensor:
     """One SGD + release-probability step of every run on its own mini-batch; returns the loss ``(R,)``.
 
     ``x`` is ``(R, B, in)``, ``y`` ``(R, B)``. With ``compile=True`` the step runs through
     :func:`torch.compile`, which fuses the element-wise work of eqs. 4-5 into a few loops (several
-    times faster on the CPU); if compilation fails, the eager step is used from then on.
+    times faster on the CPU; :func:`compiled_or_eager`).
     """
-    global _compiled_step, _compile_failed
     plan = plan or StepPlan.of(net)
     args = (plan, net.weights, net.biases, net.probs, net.draw_uniforms(), x, y, net.hp, net.state)
-    if compile and not _compile_failed:
-        if _compiled_step is None:
-            _compiled_step = torch.compile(_step, dynamic=False)
-        try:
-            return _compiled_step(*args)
-        except Exception as err:  # a missing or broken compiler must not stop training
-            _compile_failed = True
-            warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
-    return _step(*args)
+    return compiled_or_eager(_step, *args, compile=compile)
 
 
 class Sampler(Protocol):

@@ -140,3 +140,20 @@ def test_compiled_step_matches_eager_step(two_tasks):
         assert torch.allclose(x, y, atol=1e-5)
     mismatched = sum((x != y).sum().item() for x, y in zip(eager.probs, compiled.probs))
     assert mismatched <= 2  # a gradient within rounding of g_lim may flip its release-probability step
+
+
+def test_a_failing_compiler_warns_once_and_training_goes_on_eagerly(monkeypatch):
+    from lib import train as engine
+
+    def broken_compile(function, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no C++ compiler")
+        return compiled
+
+    monkeypatch.setattr(engine, "_compiled", {})
+    monkeypatch.setattr(engine, "_compile_failed", False)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        assert engine.compiled_or_eager(torch.add, torch.ones(2), 1, compile=True).tolist() == [2.0, 2.0]
+    assert not compile_available()
+    assert engine.compiled_or_eager(torch.mul, torch.ones(2), 3, compile=True).tolist() == [3.0, 3.0]  # no second warning

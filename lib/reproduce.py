@@ -1,0 +1,173 @@
+"""Every paper-scale training run of the book, on several worker processes at once (``make reproduce``).
+
+The book's training splits into jobs: one per (benchmark, method, setting) of chapter 5 with its seeds
+trained together, and the energy runs of chapters 2-4. :func:`reproduce` hands the jobs, longest
+first, to ``workers`` processes of ``threads`` threads each. On a small CPU this beats one process
+using every core, because the 784-200-200 matrices are too small to spread well over threads.
+Every job stores its runs in the results cache as soon as they finish, so a second call goes on from
+there; the chapters then find every run stored and only plot and analyse (chapters 3, 4 and 6
+compute their analyses and the perceptron, minutes in all, when the book is built).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from . import continual, experiments
+from .data import write_atomic
+
+# Relative cost of one seed of one method, for the order of the jobs only (longest first). Measured
+# on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the stochastic models, BGD
+# about 5 times that, the deterministic networks about half.
+BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
+METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "joint": 0.45}
+ENERGY_RUN_COST = 1.2
+ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
+ANALYSED_WEIGHT_DECAY = 0.01           # chapters 3 and 4 analyse the networks of this lambda
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: ``function(*args)`` trains (or loads) some runs; ``cost`` orders the jobs."""
+
+    name: str
+    cost: float
+    function: Callable
+    args: tuple
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The chapters' training settings; the defaults are their ``parameters`` cells (paper scale)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs_per_task: int = 10
+    energy_epochs: int = 50
+    subset: int | None = None
+    eval_samples: int = 10
+    benchmarks: tuple[str, ...] = continual.LIFELONG_BENCHMARKS
+    weight_decays: tuple[float, ...] = experiments.PAPER_WEIGHT_DECAYS
+
+
+def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...]) -> None:
+    continual.run_specs(protocol, specs, progress=False)
+
+
+def _train_energy(models: tuple[str, ...], weight_decays: tuple[float, ...], seeds: tuple[int, ...],
+                  protocol: experiments.EnergyProtocol) -> None:
+    """Chapter 2's runs of ``models``; the fixed model needs the presynaptic runs first (its matched p)."""
+    presynaptic_runs = None
+    for model in models:
+        fixed_p = experiments.matched_release(weight_decays, presynaptic_runs) if model == "fixed" else None
+        runs = experiments.energy_sweep(model, weight_decays, seeds, protocol, fixed_p, progress=False)
+        if model == "presynaptic":
+            presynaptic_runs = runs
+
+
+def _train_robustness(seeds: tuple[int, ...], protocol: experiments.EnergyProtocol) -> None:
+    """Chapter 3's presynaptic networks started from other release probabilities."""
+    runs = [experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
+    default = {experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
+    experiments.run_energy([r for r in runs if r not in default], protocol, progress=False)
+
+
+def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
+    """One job per (benchmark, method, overrides) of chapter 5, its seeds trained together."""
+    jobs = []
+    for benchmark in scale.benchmarks:
+        protocol = continual.LifelongProtocol(benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
+                                              eval_samples=scale.eval_samples)
+        groups: dict[tuple, list[continual.RunSpec]] = {}
+        for spec in dict.fromkeys(continual.chapter_specs(benchmark, scale.seeds).values()):
+            groups.setdefault((spec.method, spec.overrides), []).append(spec)
+        for (method, overrides), specs in groups.items():
+            setting = "".join(f" {k}={v:g}" for k, v in overrides)
+            cost = BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0) * len(specs)
+            jobs.append(Job(f"{benchmark} {method}{setting}", cost, _train_lifelong, (protocol, tuple(specs))))
+    return jobs
+
+
+def energy_jobs(scale: Scale = Scale()) -> list[Job]:
+    """Chapter 2's runs (presynaptic then fixed, deterministic) and chapter 3's robustness runs."""
+    protocol = experiments.EnergyProtocol(epochs=scale.energy_epochs, subset=scale.subset, eval_samples=scale.eval_samples)
+    n = len(scale.weight_decays) * len(scale.seeds)
+    cost = ENERGY_RUN_COST * scale.energy_epochs / 50
+    return [
+        Job("energy presynaptic, fixed", 2 * n * cost, _train_energy,
+            (("presynaptic", "fixed"), scale.weight_decays, scale.seeds, protocol)),
+        Job("energy deterministic", n * cost, _train_energy, (("deterministic",), scale.weight_decays, scale.seeds, protocol)),
+        Job("energy robustness", (len(ROBUSTNESS_P_INIT) - 1) * len(scale.seeds) * cost, _train_robustness,
+            (scale.seeds, protocol)),
+    ]
+
+
+def all_jobs(scale: Scale = Scale()) -> list[Job]:
+    """Every job of the book, longest first (so that the last ones to finish are short)."""
+    return sorted(energy_jobs(scale) + lifelong_jobs(scale), key=lambda job: -job.cost)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _timed(job: Job) -> float:
+    start = time.perf_counter()
+    job.function(*job.args)
+    return time.perf_counter() - start
+
+
+def default_workers() -> int:
+    """One worker per core on the CPU; one worker when a GPU does the work."""
+    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+
+
+def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sys.stderr) -> dict:
+    """Run every job on ``workers`` processes of ``threads`` threads each; return the timings.
+
+    Jobs start in the order given. The timings (seconds per job, wall time of the call) are also
+    written to ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted call
+    leaves its record too. A job whose runs are all stored takes a second or two.
+    """
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
+    record = {"machine": experiments.machine(), "workers": workers, "threads": threads, "jobs": {}, "finished": False}
+    path = experiments.results_root() / "benchmarks" / "reproduce.json"
+    start = time.perf_counter()
+
+    def save() -> None:
+        record["wall_seconds"] = time.perf_counter() - start
+        write_atomic(path, json.dumps(record, indent=1).encode())
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited thread state
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    try:
+        pending = {pool.submit(_timed, job): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                seconds = future.result()  # a failed job stops the call: its error is raised here
+                record["jobs"][job.name] = seconds
+                save()
+                elapsed = (time.perf_counter() - start) / 60
+                print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min "
+                      f"({elapsed:.1f} min since the start)", file=log, flush=True)
+    finally:  # on an error or an interruption, jobs not yet started never start
+        pool.shutdown(wait=True, cancel_futures=True)
+    record["finished"] = True
+    save()
+    return record
+
+
+def describe(jobs: Sequence[Job]) -> str:
+    """The jobs and their relative costs, one per line (``--dry-run``)."""
+    return "\n".join(f"{job.cost:7.1f}  {job.name}" for job in jobs)
+

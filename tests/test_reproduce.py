@@ -1,0 +1,99 @@
+"""``make reproduce``: its jobs cover every run the chapters show, and workers run them side by side."""
+import ast
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib import continual, experiments, reproduce
+from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+
+
+def parameters(chapter: str) -> dict:
+    """The values of a chapter's ``parameters`` cell."""
+    nb = nbformat.read(BOOK / f"{chapter}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    tree = ast.parse(cell.source)
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)}
+
+
+def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
+    scale = reproduce.Scale()
+    energy, sparsity, fisher, lifelong = (parameters(c) for c in ("02_energy", "03_sparsity", "04_fisher", "05_continual"))
+    assert tuple(energy["weight_decays"]) == scale.weight_decays and tuple(energy["seeds"]) == scale.seeds
+    assert energy["epochs"] == sparsity["epochs"] == fisher["epochs"] == scale.energy_epochs
+    assert sparsity["weight_decay"] == fisher["weight_decay"] == reproduce.ANALYSED_WEIGHT_DECAY
+    assert tuple(sparsity["initial_ps"]) == reproduce.ROBUSTNESS_P_INIT
+    assert set(lifelong["benchmarks"]) == set(scale.benchmarks)
+    assert tuple(lifelong["methods"]) == continual.MAIN_METHODS and tuple(lifelong["ablations"]) == continual.ABLATION_METHODS
+    assert (lifelong["epochs"], tuple(lifelong["seeds"]), lifelong["subset"]) == (scale.epochs_per_task, scale.seeds, None)
+
+
+def test_every_chapter_run_is_in_exactly_one_job():
+    jobs = reproduce.lifelong_jobs()
+    in_jobs = [(job.args[0].benchmark, spec) for job in jobs for spec in job.args[1]]
+    assert len(in_jobs) == len(set(in_jobs))
+    wanted = {(b, spec) for b in continual.LIFELONG_BENCHMARKS for spec in chapter_specs(b, (0, 1, 2)).values()}
+    assert set(in_jobs) == wanted
+    costs = [job.cost for job in reproduce.all_jobs()]
+    assert costs == sorted(costs, reverse=True) and costs[0] > 10 * costs[-1]
+
+
+def test_chapter_specs_merge_the_default_ewc_strength_into_the_grid():
+    specs = chapter_specs("perm_mnist", (0, 1))
+    assert specs[("ewc", continual.EWC_LAMBDA["perm"]), 1] == specs["ewc", 1] == RunSpec("ewc", 1)
+    assert specs[("ewc", 1.0), 0] == RunSpec("ewc", 0, (("ewc_lambda", 1.0),))
+    assert ("ghost", 0) in specs and ("ghost", 0) not in chapter_specs("perm_fmnist", (0,))
+    unique = set(specs.values())
+    assert len(unique) == 2 * (len(continual.MAIN_METHODS) + len(continual.ABLATION_METHODS) + len(continual.EWC_GRID["perm"]) - 1)
+
+
+def _sleep(seconds: float, log: Path | None = None) -> None:
+    start = time.time()
+    time.sleep(seconds)
+    if log is not None:
+        log.write_text(f"{start} {time.time()}")
+
+
+def _fail() -> None:
+    raise RuntimeError("this job fails")
+
+
+def test_workers_run_jobs_side_by_side_and_record_their_times(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (2.0, tmp_path / f"{k}.log")) for k in range(2)]
+    record = reproduce.reproduce(jobs, workers=2)
+    assert record["finished"] and set(record["jobs"]) == {job.name for job in jobs}
+    assert all(s >= 2.0 for s in record["jobs"].values())
+    (start0, end0), (start1, end1) = (map(float, (tmp_path / f"{k}.log").read_text().split()) for k in range(2))
+    assert start1 < end0 and start0 < end1, "the two jobs did not run at the same time"
+    assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
+
+
+def test_a_failing_job_stops_the_call_and_cancels_the_jobs_not_started(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    jobs = [reproduce.Job("fails", 1.0, _fail, ()), *(reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.5,)) for k in range(5))]
+    with pytest.raises(RuntimeError, match="this job fails"):
+        reproduce.reproduce(jobs, workers=1)
+    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text()) if (tmp_path / "benchmarks").exists() else None
+    assert record is None or len(record["jobs"]) < 5
+    with pytest.raises(ValueError, match="positive"):
+        reproduce.reproduce(jobs, workers=0)
+
+
+def test_tiny_lifelong_jobs_store_every_run_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv("PRESYN_COMPILE", "0")
+    scale = reproduce.Scale(seeds=(0,), epochs_per_task=1, subset=200, eval_samples=1, benchmarks=("split_mnist",))
+    jobs = [job for job in reproduce.lifelong_jobs(scale) if job.name.split()[1] in ("presynaptic", "sgd", "bgd")]
+    assert len(jobs) == 3
+    reproduce.reproduce(jobs, workers=2)
+    protocol = LifelongProtocol("split_mnist", epochs=1, subset=200, eval_samples=1)
+    specs = [spec for job in jobs for spec in job.args[1]]
+    assert all(r is not None for r in run_specs(protocol, specs, train=False))
+    again = reproduce.reproduce(jobs, workers=2)  # everything stored: nothing is trained again
+    assert max(again["jobs"].values()) < 5.0
