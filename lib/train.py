@@ -218,7 +218,9 @@ def evaluate(
     is the summed post-ReLU activation of all hidden units per example, averaged over passes and
     examples (Appendix). Every run goes through the same passes, deterministic ones too, so that a
     run's numbers do not depend on the runs evaluated with it. Masks come from the runs' evaluation
-    generators, so evaluation never changes the course of training.
+    generators, so evaluation never changes the course of training. A network without stochastic
+    runs computes its (identical) pass once and adds it ``n_samples`` times: the same sums, in the
+    same order, at a tenth of the cost.
     """
     x, y = x.to(net.device), y.to(net.device)
     n_classes = net.sizes[-1]
@@ -226,13 +228,19 @@ def evaluate(
     prob_sum = torch.zeros(net.n_runs, x.shape[0], n_classes, device=net.device)
     activity = torch.zeros(net.n_runs, device=net.device)
     confusion = torch.zeros(net.n_runs, n_classes, n_classes, device=net.device)
+    repeat = not getattr(net, "stochastic", True)
+    first_pass: list[tuple[Tensor, Tensor]] = []  # (probabilities, activity) per chunk, when repeated
     for s in range(n_samples):
-        for start in range(0, x.shape[0], chunk):
-            xb = x[start:start + chunk]
-            logits, inputs = net.sample_pass(xb, net.eval_generators)
-            probs = torch.softmax(logits, dim=-1)
+        for k, start in enumerate(range(0, x.shape[0], chunk)):
+            if repeat and s > 0:
+                probs, active = first_pass[k]
+            else:
+                logits, inputs = net.sample_pass(x[start:start + chunk], net.eval_generators)
+                probs, active = torch.softmax(logits, dim=-1), sum(h.sum((1, 2)) for h in inputs[1:])
+                if repeat:
+                    first_pass.append((probs, active))
             prob_sum[:, start:start + chunk] += probs
-            activity += sum(h.sum((1, 2)) for h in inputs[1:])
+            activity += active
             if s == 0:
                 confusion += soft_confusion(probs, y[start:start + chunk], n_classes)
     accuracy = (prob_sum.argmax(-1) == y).float().mean(1)

@@ -157,3 +157,18 @@ def test_a_failing_compiler_warns_once_and_training_goes_on_eagerly(monkeypatch)
         assert engine.compiled_or_eager(torch.add, torch.ones(2), 1, compile=True).tolist() == [2.0, 2.0]
     assert not compile_available()
     assert engine.compiled_or_eager(torch.mul, torch.ones(2), 3, compile=True).tolist() == [3.0, 3.0]  # no second warning
+
+
+def test_a_deterministic_network_is_evaluated_once_with_the_same_sums():
+    net = StochasticMLP(SIZES, [deterministic(seed=0), deterministic(seed=1, lr=0.5)])
+    task = blobs(3, n=250)
+    fast = evaluate(net, task.test_x, task.test_y, n_samples=5, mask_batch=40)
+    # every pass computed, as for a stochastic network
+    prob_sum, activity = torch.zeros(2, 125, 3), torch.zeros(2)
+    for _ in range(5):
+        for start in range(0, 125, 40):
+            logits, inputs = net.sample_pass(task.test_x[start:start + 40], net.eval_generators)
+            prob_sum[:, start:start + 40] += torch.softmax(logits, -1)
+            activity += sum(h.sum((1, 2)) for h in inputs[1:])
+    assert np.array_equal(fast.accuracy, (prob_sum.argmax(-1) == task.test_y).float().mean(1).numpy())
+    assert np.array_equal(fast.activity, (activity / (5 * 125)).numpy())
