@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import continual, experiments
+from . import continual, experiments, search
 from .data import write_atomic
 
 # Relative cost of one seed of one method, for the order of the jobs only (longest first). Measured
@@ -55,6 +55,8 @@ class Scale:
     eval_samples: int = 10
     benchmarks: tuple[str, ...] = continual.LIFELONG_BENCHMARKS
     weight_decays: tuple[float, ...] = experiments.PAPER_WEIGHT_DECAYS
+    search_trials: int = 24
+    search_subset: int = 2000
 
 
 def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...]) -> None:
@@ -79,8 +81,13 @@ def _train_robustness(seeds: tuple[int, ...], protocol: experiments.EnergyProtoc
     experiments.run_energy([r for r in runs if r not in default], protocol, progress=False)
 
 
+def _search(protocol: continual.LifelongProtocol, n_trials: int) -> None:
+    search.random_search(protocol, n_trials, progress=False)
+
+
 def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
-    """One job per (benchmark, method, overrides) of chapter 5, its seeds trained together."""
+    """One job per (benchmark, method, overrides) of chapter 5, its seeds trained together, and one
+    for its random search."""
     jobs = []
     for benchmark in scale.benchmarks:
         protocol = continual.LifelongProtocol(benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
@@ -92,6 +99,11 @@ def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
             setting = "".join(f" {k}={v:g}" for k, v in overrides)
             cost = BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0) * len(specs)
             jobs.append(Job(f"{benchmark} {method}{setting}", cost, _train_lifelong, (protocol, tuple(specs))))
+    # chapter 5's random search: Permuted MNIST with fewer examples per task, 2 test passes
+    protocol = continual.LifelongProtocol("perm_mnist", epochs=scale.epochs_per_task, subset=scale.search_subset,
+                                          eval_samples=2)
+    cost = BENCHMARK_COST["perm_mnist"] * (scale.search_subset / 60000) * (scale.search_trials + 1) * 2
+    jobs.append(Job("perm_mnist random search", cost, _search, (protocol, scale.search_trials)))
     return jobs
 
 
