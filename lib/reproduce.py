@@ -55,8 +55,8 @@ class Scale:
     eval_samples: int = 10
     benchmarks: tuple[str, ...] = continual.LIFELONG_BENCHMARKS
     weight_decays: tuple[float, ...] = experiments.PAPER_WEIGHT_DECAYS
+    search_benchmark: str = "split_mnist"
     search_trials: int = 24
-    search_subset: int = 2000
 
 
 def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...]) -> None:
@@ -99,11 +99,10 @@ def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
             setting = "".join(f" {k}={v:g}" for k, v in overrides)
             cost = BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0) * len(specs)
             jobs.append(Job(f"{benchmark} {method}{setting}", cost, _train_lifelong, (protocol, tuple(specs))))
-    # chapter 5's random search: Permuted MNIST with fewer examples per task, 2 test passes
-    protocol = continual.LifelongProtocol("perm_mnist", epochs=scale.epochs_per_task, subset=scale.search_subset,
-                                          eval_samples=2)
-    cost = BENCHMARK_COST["perm_mnist"] * (scale.search_subset / 60000) * (scale.search_trials + 1) * 2
-    jobs.append(Job("perm_mnist random search", cost, _search, (protocol, scale.search_trials)))
+    protocol = continual.LifelongProtocol(scale.search_benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
+                                          eval_samples=scale.eval_samples)
+    cost = BENCHMARK_COST[scale.search_benchmark] * (scale.search_trials + 1)
+    jobs.append(Job(f"{scale.search_benchmark} random search", cost, _search, (protocol, scale.search_trials)))
     return jobs
 
 
