@@ -143,34 +143,43 @@ def default_workers() -> int:
 def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sys.stderr) -> dict:
     """Run every job on ``workers`` processes of ``threads`` threads each; return the timings.
 
-    Jobs start in the order given. The timings (seconds per job, wall time of the call) are also
-    written to ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted call
-    leaves its record too. A job whose runs are all stored takes a second or two.
+    Jobs start in the order given. The timings (seconds per job, wall time) are also written to
+    ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted call leaves its record
+    too. A call that resumes an unfinished one continues its record: the earlier calls' wall time is
+    added to ``wall_seconds``, and jobs they finished keep their times (here they only load their
+    stored runs, in a second or two).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
-    record = {"machine": experiments.machine(), "workers": workers, "threads": threads, "jobs": {}, "finished": False}
     path = experiments.results_root() / "benchmarks" / "reproduce.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else None
+    resumed = earlier is not None and not earlier["finished"]
+    record = {"machine": experiments.machine(), "workers": workers, "threads": threads,
+              "jobs": dict(earlier["jobs"]) if resumed else {}, "finished": False,
+              "calls": earlier["calls"] + 1 if resumed else 1}
+    earlier_seconds = earlier["wall_seconds"] if resumed else 0.0
     start = time.perf_counter()
 
     def save() -> None:
-        record["wall_seconds"] = time.perf_counter() - start
+        record["wall_seconds"] = earlier_seconds + time.perf_counter() - start
         write_atomic(path, json.dumps(record, indent=1).encode())
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited thread state
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
     try:
         pending = {pool.submit(_timed, job): job for job in jobs}
+        n_done = 0
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job = pending.pop(future)
                 seconds = future.result()  # a failed job stops the call: its error is raised here
-                record["jobs"][job.name] = seconds
+                record["jobs"].setdefault(job.name, seconds)
                 save()
+                n_done += 1
                 elapsed = (time.perf_counter() - start) / 60
-                print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min "
-                      f"({elapsed:.1f} min since the start)", file=log, flush=True)
+                print(f"[{n_done}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min "
+                      f"({elapsed:.1f} min since the start of this call)", file=log, flush=True)
     finally:  # on an error or an interruption, jobs not yet started never start
         pool.shutdown(wait=True, cancel_futures=True)
     record["finished"] = True

@@ -97,4 +97,17 @@ def test_tiny_lifelong_jobs_store_every_run_and_resume(tmp_path, monkeypatch):
     specs = [spec for job in jobs for spec in job.args[1]]
     assert all(r is not None for r in run_specs(protocol, specs, train=False))
     again = reproduce.reproduce(jobs, workers=2)  # everything stored: nothing is trained again
-    assert max(again["jobs"].values()) < 5.0
+    assert max(again["jobs"].values()) < 5.0 and again["calls"] == 1
+
+
+def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    path = tmp_path / "benchmarks" / "reproduce.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"jobs": {"sleep 0": 100.0}, "finished": False, "calls": 1, "wall_seconds": 200.0}))
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.1,)) for k in range(2)]
+    record = reproduce.reproduce(jobs, workers=1)
+    assert record["calls"] == 2 and record["finished"] and record["wall_seconds"] > 200.0
+    assert record["jobs"]["sleep 0"] == 100.0 and record["jobs"]["sleep 1"] < 100.0  # the earlier time is kept
+    fresh = reproduce.reproduce(jobs, workers=1)  # after a finished call, a new record
+    assert fresh["calls"] == 1 and fresh["wall_seconds"] < 200.0
