@@ -147,7 +147,8 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
     ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted call leaves its record
     too. A call that resumes an unfinished one continues its record: the earlier calls' wall time is
     added to ``wall_seconds``, and jobs they finished keep their times (here they only load their
-    stored runs, in a second or two).
+    stored runs, in a second or two). The workers are spawned interpreters, so a script that calls
+    this needs the usual ``if __name__ == "__main__":`` guard (``python -m lib reproduce`` has it).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
