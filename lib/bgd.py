@@ -264,6 +264,11 @@ class BayesianMLP(StochasticMLP):
         finally:
             torch.set_num_threads(threads)
 
+    @property
+    def stochastic(self) -> bool:
+        """Always: every pass draws its own parameters (the base class sees only deterministic synapses)."""
+        return True
+
     @torch.no_grad()
     def sample_pass(self, x: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, list[Tensor]]:
         """One stochastic forward pass with :math:`\\theta = \\mu + \\sigma\\varepsilon`, one draw per run.

@@ -176,3 +176,19 @@ def test_noise_drawn_ahead_on_a_second_thread_equals_noise_drawn_in_turn():
         assert torch.allclose(loss, expected, atol=1e-6)  # (the step itself runs on one thread fewer)
     for a, b in zip(state(ahead), state(in_turn)):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_evaluation_averages_fresh_parameter_samples_in_every_pass():
+    from lib.train import evaluate
+
+    net = BayesianMLP(SIZES, [BGDConfig(seed=2, std_init=0.3)])
+    (x,), (y,) = gaussian_problem(5, n=60)
+    fast = evaluate(net, x, y, n_samples=4, mask_batch=20)
+    fresh = BayesianMLP(SIZES, [BGDConfig(seed=2, std_init=0.3)])  # the same evaluation stream, pass by pass
+    prob_sum = torch.zeros(1, 60, SIZES[-1])
+    for _ in range(4):
+        for start in range(0, 60, 20):
+            logits, _ = fresh.sample_pass(x[start:start + 20], fresh.eval_generators)
+            prob_sum[:, start:start + 20] += torch.softmax(logits, -1)
+    assert net.stochastic
+    assert fast.accuracy.tolist() == (prob_sum.argmax(-1) == y).float().mean(1).tolist()
