@@ -43,11 +43,13 @@ throughput: $(INSTALLED) data
 	$(PY) benchmarks/throughput.py
 
 # Every run of every chapter trained anew into results-reproduce/, one process per core (resumable: a
-# second call goes on from the runs already there), then the book built from those results.
+# second call goes on from the runs already there), then the book built from those results, and
+# how many of its runs equal the stored ones bit for bit.
 REPRO := $(CURDIR)/results-reproduce
 reproduce: $(INSTALLED) data
 	PRESYN_RESULTS=$(REPRO) $(PY) -m lib reproduce
 	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --keep-going -W -n
+	$(PY) -m lib compare $(REPRO)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 clean:

@@ -1,4 +1,4 @@
-"""Command line of the library: ``python -m lib data|energy|lifelong|reproduce ...``."""
+"""Command line of the library: ``python -m lib data|energy|lifelong|reproduce|compare ...``."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,7 @@ COMMANDS = {
     "energy": "train the networks of the energy experiment (Fig. 1) and write their results as JSON",
     "lifelong": "continual learning of one method on one benchmark (Fig. 4, Appendix table) as JSON",
     "reproduce": "train every run of the book not stored yet, several processes at once (resumable)",
+    "compare": "how many runs of a second results folder equal the stored ones, bit for bit",
 }
 
 
@@ -21,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_data import main as data_main
 
         return data_main(argv[1:])
-    from .cli_experiments import energy_main, lifelong_main, reproduce_main
+    from .cli_experiments import compare_main, energy_main, lifelong_main, reproduce_main
 
-    return {"energy": energy_main, "lifelong": lifelong_main, "reproduce": reproduce_main}[argv[0]](argv[1:])
+    commands = {"energy": energy_main, "lifelong": lifelong_main, "reproduce": reproduce_main, "compare": compare_main}
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

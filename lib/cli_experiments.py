@@ -106,3 +106,27 @@ def reproduce_main(argv: list[str]) -> int:
     print(f"reproduce: {len(jobs)} jobs on {args.workers} workers x {args.threads} threads "
           f"in {record['wall_seconds'] / 3600:.2f} h")
     return 0
+
+
+def compare_main(argv: list[str]) -> int:
+    """``python -m lib compare``: the runs of a second results folder against the stored ones."""
+    from .experiments import STORED_RESULTS
+    from .reproduce import compare_results, describe_agreement
+
+    parser = argparse.ArgumentParser(prog="python -m lib compare",
+                                     description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")
+    parser.add_argument("other", type=Path, nargs="?", default=STORED_RESULTS.parent / "results-reproduce",
+                        help="results folder to check (default: results-reproduce/, where make reproduce trains)")
+    parser.add_argument("--reference", type=Path, default=STORED_RESULTS, help="default: the stored results/")
+    args = parser.parse_args(argv)
+    if not args.other.is_dir():
+        print(f"error: no results folder at {args.other}", file=sys.stderr)
+        return 1
+    try:
+        agreements = compare_results(args.reference, args.other)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(describe_agreement(agreements))
+    return 0
+

@@ -27,6 +27,7 @@ from .tasks import make_benchmark
 from .train import default_device, fit
 
 ENV_VAR = "PRESYN_RESULTS"
+STORED_RESULTS = Path(__file__).resolve().parent.parent / "results"  # the committed paper-scale runs
 ENERGY_MODELS = ("presynaptic", "fixed", "deterministic")
 PAPER_WEIGHT_DECAYS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1)
 
@@ -34,7 +35,7 @@ PAPER_WEIGHT_DECAYS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1)
 def results_root() -> Path:
     """``$PRESYN_RESULTS`` or ``results/`` in the repository."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "results"
+    return Path(env) if env else STORED_RESULTS
 
 
 def config_key(config: dict) -> str:

@@ -17,8 +17,10 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from . import continual, experiments, search
@@ -191,4 +193,98 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
 def describe(jobs: Sequence[Job]) -> str:
     """The jobs and their relative costs, one per line (``--dry-run``)."""
     return "\n".join(f"{job.cost:7.1f}  {job.name}" for job in jobs)
+
+
+# ------------------------------------------------------------------------------ agreement of two results folders
+@dataclass(frozen=True)
+class Agreement:
+    """How the runs of one experiment stored in a second results folder compare with a reference folder.
+
+    A run is *identical* when every number of its result (all but the training ``seconds``) and every
+    array of its stored network state are equal bit for bit. ``largest_difference`` is the largest
+    absolute difference of one number among the runs that differ (0 when none does).
+    """
+
+    experiment: str
+    compared: int
+    identical: int
+    largest_difference: float
+    missing: int  # runs of the reference folder that the other one lacks
+
+
+def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """The leaves of a stored result as (path, value) pairs, its training times left out."""
+    if isinstance(value, dict):
+        for key in sorted(value):
+            if key != "seconds":
+                yield from _numbers(value[key], f"{path}/{key}")
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            yield from _numbers(item, f"{path}/{k}")
+    else:
+        yield path, value
+
+
+def _result_difference(a: dict, b: dict) -> float | None:
+    """None when the results ``a`` and ``b`` are equal bit for bit, else the largest absolute difference
+    of a number (infinite when their structure or a non-numeric entry differs)."""
+    left, right = list(_numbers(a)), list(_numbers(b))
+    if [p for p, _ in left] != [p for p, _ in right]:
+        return float("inf")
+    differences = [(x, y) for (_, x), (_, y) in zip(left, right) if x != y]
+    if not differences:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in differences for v in pair):
+        return float("inf")
+    return max(abs(x - y) for x, y in differences)
+
+
+def _state_difference(a: Path, b: Path) -> float | None:
+    """As :func:`_result_difference`, for two stored network states (``.npz``)."""
+    with np.load(a) as x, np.load(b) as y:
+        if sorted(x.files) != sorted(y.files) or any(x[k].shape != y[k].shape for k in x.files):
+            return float("inf")
+        differing = [k for k in x.files if not np.array_equal(x[k], y[k])]
+        if not differing:
+            return None
+        return max(float(np.max(np.abs(x[k].astype(np.float64) - y[k]))) for k in differing)
+
+
+def compare_results(reference: Path, other: Path) -> list[Agreement]:
+    """Compare every run stored in ``other`` with the run of the same key in ``reference``, per experiment.
+
+    The key hashes a run's full configuration and library version, so equal names mean equal
+    configurations. Timing records (``benchmarks/``) are not runs and are skipped.
+    """
+    reference, other = Path(reference), Path(other)
+    if not reference.is_dir():
+        raise FileNotFoundError(f"no results folder at {reference}")
+    agreements = []
+    for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != "benchmarks"):
+        compared = identical = missing = 0
+        largest = 0.0
+        for path in sorted(folder.glob("*.json")):
+            twin = other / folder.name / path.name
+            if not twin.is_file():
+                missing += 1
+                continue
+            differences = [_result_difference(json.loads(path.read_text())["result"], json.loads(twin.read_text())["result"])]
+            state, state_twin = path.with_suffix(".npz"), twin.with_suffix(".npz")
+            if state.is_file() and state_twin.is_file():
+                differences.append(_state_difference(state, state_twin))
+            differences = [d for d in differences if d is not None]
+            compared += 1
+            identical += not differences
+            largest = max([largest, *differences])
+        agreements.append(Agreement(folder.name, compared, identical, largest, missing))
+    return agreements
+
+
+def describe_agreement(agreements: Sequence[Agreement]) -> str:
+    """A Markdown table of :func:`compare_results`."""
+    lines = ["| experiment | runs compared | identical bit for bit | largest difference | stored only in the reference |",
+             "|---|---|---|---|---|"]
+    for a in agreements:
+        lines.append(f"| {a.experiment} | {a.compared} | {a.identical} | {a.largest_difference:.3g} | {a.missing} |")
+    return "\n".join(lines)
 
