@@ -116,8 +116,9 @@ def main() -> None:
     bgd = engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True)
     print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {bgd:,.0f} samples/s = {bgd / plain:.1%} of the plain loop "
           f"(target: 1/{bgd_samples} = {1 / bgd_samples:.0%})")
-    print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single * FLOP_PER_SAMPLE / 1e9 / gflops:.0%} "
-          f"(plain loop: {plain * FLOP_PER_SAMPLE / 1e9 / gflops:.0%}; {FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
+    single_peak, plain_peak = (rate * FLOP_PER_SAMPLE / 1e9 / gflops for rate in (single, plain))
+    print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single_peak:.0%} "
+          f"(plain loop: {plain_peak:.0%}; {FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
     print(f"single run: {single:.0f} samples/s")
     measured = {
         "device": f"{machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -127,8 +128,8 @@ def main() -> None:
         f"presynaptic, {args.runs} runs batched (samples/s in all)": round(batched),
         "batched / sequential": round(batched / single, 2),
         "presynaptic / plain loop": round(single / plain, 2),
-        "plain loop / matmul peak": round(plain * FLOP_PER_SAMPLE / 1e9 / gflops, 2),
-        "presynaptic / matmul peak": round(single * FLOP_PER_SAMPLE / 1e9 / gflops, 2),
+        "plain loop / matmul peak": round(plain_peak, 2),
+        "presynaptic / matmul peak": round(single_peak, 2),
         f"BGD, {bgd_samples} samples, 1 run (samples/s)": round(bgd),
         "BGD / plain loop": round(bgd / plain, 3),
     }

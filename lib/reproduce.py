@@ -241,13 +241,14 @@ def _result_difference(a: dict, b: dict) -> float | None:
 
 def _state_difference(a: Path, b: Path) -> float | None:
     """As :func:`_result_difference`, for two stored network states (``.npz``)."""
-    with np.load(a) as x, np.load(b) as y:
-        if sorted(x.files) != sorted(y.files) or any(x[k].shape != y[k].shape for k in x.files):
-            return float("inf")
-        differing = [k for k in x.files if not np.array_equal(x[k], y[k])]
-        if not differing:
-            return None
-        return max(float(np.max(np.abs(x[k].astype(np.float64) - y[k]))) for k in differing)
+    with np.load(a) as x, np.load(b) as y:  # each array read once (an NpzFile reads on every access)
+        left, right = dict(x.items()), dict(y.items())
+    if sorted(left) != sorted(right) or any(left[k].shape != right[k].shape for k in left):
+        return float("inf")
+    differing = [k for k in left if not np.array_equal(left[k], right[k])]
+    if not differing:
+        return None
+    return max(float(np.max(np.abs(left[k].astype(np.float64) - right[k]))) for k in differing)
 
 
 def compare_results(reference: Path, other: Path) -> list[Agreement]:
@@ -257,8 +258,9 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
     configurations. Timing records (``benchmarks/``) are not runs and are skipped.
     """
     reference, other = Path(reference), Path(other)
-    if not reference.is_dir():
-        raise FileNotFoundError(f"no results folder at {reference}")
+    for folder in (reference, other):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no results folder at {folder}")
     agreements = []
     for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != "benchmarks"):
         compared = identical = missing = 0
@@ -287,4 +289,3 @@ def describe_agreement(agreements: Sequence[Agreement]) -> str:
     for a in agreements:
         lines.append(f"| {a.experiment} | {a.compared} | {a.identical} | {a.largest_difference:.3g} | {a.missing} |")
     return "\n".join(lines)
-

@@ -143,6 +143,8 @@ def test_compare_results_counts_identical_runs_and_the_largest_difference(tmp_pa
     assert "| lifelong | 3 | 3 | 0 | 0 |" in table
     with pytest.raises(FileNotFoundError):
         reproduce.compare_results(tmp_path / "nowhere", other)
+    with pytest.raises(FileNotFoundError):
+        reproduce.compare_results(reference, tmp_path / "nowhere")
 
 
 def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_path, capsys):
