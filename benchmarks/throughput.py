@@ -2,14 +2,17 @@
 
 Prints, measured in this one process: the machine's dense-matmul GFLOP/s, a plain deterministic
 PyTorch loop of the same MLP (nn.Linear + SGD: the floor the matmuls set), our engine for one
-presynaptic run (eager and compiled), and R runs batched into one computation against R runs one
-after another. Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600]``.
+presynaptic run (eager and compiled) and for one BGD run, and R runs batched into one computation
+against R runs one after another. The plain loop, the presynaptic run and the BGD run are measured
+side by side in several rounds; the ratios are the medians of the rounds' ratios, with their range.
+Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600] [--repeats 5]``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import statistics
 import time
 from dataclasses import replace
 
@@ -88,10 +91,17 @@ def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.devic
     return runs * steps * BATCH / seconds[-1]
 
 
+def spread(values: list[float], spec: str = ",.0f") -> str:
+    """Median and range of repeated measurements, as text (``spec`` formats each number)."""
+    return f"{statistics.median(values):{spec}} (range {min(values):{spec}} to {max(values):{spec}})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=18, help="runs trained together in the batched measurement")
     parser.add_argument("--steps", type=int, default=600, help="mini-batch steps per measurement (600 = one epoch)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="rounds of the side-by-side measurements (plain loop, presynaptic, BGD)")
     args = parser.parse_args()
     device = default_device()
     task = make_benchmark("mnist", device=device).tasks[0]
@@ -99,39 +109,51 @@ def main() -> None:
     print(f"device: {name}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     gflops = matmul_gflops(device)
     print(f"dense matmul (2048x2048): {gflops:.0f} GFLOP/s")
-    plain = plain_loop(task.train_x, task.train_y, args.steps, device)
-    print(f"plain PyTorch loop (nn.Linear + SGD, deterministic): {plain:,.0f} samples/s")
     compiled = compile_available()
     eager = engine(task, 1, args.steps, False, device)
     print(f"presynaptic, 1 run, eager: {eager:,.0f} samples/s")
-    single = eager
-    if compiled:
-        single = engine(task, 1, args.steps, True, device)
-        print(f"presynaptic, 1 run, compiled: {single:,.0f} samples/s")
     batch_steps = max(1, args.steps // args.runs * 3)
     batched = engine(task, args.runs, batch_steps, compiled, device)
     print(f"presynaptic, {args.runs} runs batched: {batched:,.0f} samples/s in all")
-    print(f"batched / sequential: {batched / single:.2f}x")
     bgd_samples = BGD_SETTINGS["perm_mnist"].mc_samples
-    bgd = engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True)
-    print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {bgd:,.0f} samples/s = {bgd / plain:.1%} of the plain loop "
-          f"(target: 1/{bgd_samples} = {1 / bgd_samples:.0%})")
+    # The ratios are what the targets are about: each round measures the three loops one after the
+    # other, and the ratios are taken within the round, so that a slower or faster spell of the
+    # machine (other load, clock) moves numerator and denominator together.
+    rounds: dict[str, list[float]] = {"plain": [], "presynaptic": [], "bgd": []}
+    for k in range(args.repeats):
+        rounds["plain"].append(plain_loop(task.train_x, task.train_y, args.steps, device))
+        rounds["presynaptic"].append(engine(task, 1, args.steps, compiled, device))
+        rounds["bgd"].append(engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True))
+        print(f"round {k + 1}/{args.repeats}: plain loop {rounds['plain'][-1]:,.0f}, presynaptic "
+              f"{rounds['presynaptic'][-1]:,.0f}, BGD {rounds['bgd'][-1]:,.0f} samples/s")
+    presynaptic_ratio = [a / b for a, b in zip(rounds["presynaptic"], rounds["plain"])]
+    bgd_ratio = [a / b for a, b in zip(rounds["bgd"], rounds["plain"])]
+    plain, single = statistics.median(rounds["plain"]), statistics.median(rounds["presynaptic"])
+    print(f"plain PyTorch loop (nn.Linear + SGD, deterministic): {spread(rounds['plain'])} samples/s")
+    print(f"presynaptic, 1 run{', compiled' if compiled else ''}: {spread(rounds['presynaptic'])} samples/s")
+    print(f"batched / sequential: {batched / single:.2f}x")
+    print(f"presynaptic / plain loop: {spread(presynaptic_ratio, '.2f')} (target: 0.5)")
+    print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {spread(rounds['bgd'])} samples/s; BGD / plain loop: "
+          f"{spread(bgd_ratio, '.3f')} (target: 1/{bgd_samples} = {1 / bgd_samples:.2g})")
     single_peak, plain_peak = (rate * FLOP_PER_SAMPLE / 1e9 / gflops for rate in (single, plain))
-    print(f"share of the plain loop: {single / plain:.0%}; of the matmul peak: {single_peak:.0%} "
-          f"(plain loop: {plain_peak:.0%}; {FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
-    print(f"single run: {single:.0f} samples/s")
+    print(f"share of the matmul peak: presynaptic {single_peak:.0%}, plain loop {plain_peak:.0%} "
+          f"({FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
     measured = {
         "device": f"{machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "rounds of the side-by-side measurement": args.repeats,
         "dense matmul (GFLOP/s)": round(gflops),
-        "plain PyTorch loop (samples/s)": round(plain),
-        "presynaptic, 1 run (samples/s)": round(single),
+        "plain PyTorch loop (samples/s, median)": round(plain),
+        "presynaptic, 1 run (samples/s, median)": round(single),
+        "presynaptic, 1 run, eager (samples/s)": round(eager),
         f"presynaptic, {args.runs} runs batched (samples/s in all)": round(batched),
         "batched / sequential": round(batched / single, 2),
-        "presynaptic / plain loop": round(single / plain, 2),
+        "presynaptic / plain loop (median of the rounds)": round(statistics.median(presynaptic_ratio), 2),
+        "presynaptic / plain loop (range)": [round(min(presynaptic_ratio), 2), round(max(presynaptic_ratio), 2)],
         "plain loop / matmul peak": round(plain_peak, 2),
         "presynaptic / matmul peak": round(single_peak, 2),
-        f"BGD, {bgd_samples} samples, 1 run (samples/s)": round(bgd),
-        "BGD / plain loop": round(bgd / plain, 3),
+        f"BGD, {bgd_samples} samples, 1 run (samples/s, median)": round(statistics.median(rounds["bgd"])),
+        "BGD / plain loop (median of the rounds)": round(statistics.median(bgd_ratio), 3),
+        "BGD / plain loop (range)": [round(min(bgd_ratio), 3), round(max(bgd_ratio), 3)],
     }
     write_atomic(results_root() / "benchmarks" / "throughput.json", json.dumps(measured, indent=1).encode())
 

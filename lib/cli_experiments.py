@@ -98,11 +98,19 @@ def reproduce_main(argv: list[str]) -> int:
     if args.dry_run:
         print(describe(jobs))
         return 0
+    again = "call it again to go on from the runs stored so far"
     try:
         record = reproduce(jobs, args.workers, args.threads)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"reproduce: stopped at once, the running jobs are lost; {again}", file=sys.stderr)
+        return 130
+    if not record["finished"]:
+        print(f"reproduce: stopped after the running jobs ({len(record['jobs'])} of {len(jobs)} jobs done); {again}",
+              file=sys.stderr)
+        return 130
     print(f"reproduce: {len(jobs)} jobs on {args.workers} workers x {args.threads} threads "
           f"in {record['wall_seconds'] / 3600:.2f} h")
     return 0

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -129,6 +131,7 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (see reproduce)
 
 
 def _timed(job: Job) -> float:
@@ -142,15 +145,29 @@ def default_workers() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now, whatever they are doing."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sys.stderr) -> dict:
     """Run every job on ``workers`` processes of ``threads`` threads each; return the timings.
 
-    Jobs start in the order given. The timings (seconds per job, wall time) are also written to
-    ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted call leaves its record
-    too. A call that resumes an unfinished one continues its record: the earlier calls' wall time is
-    added to ``wall_seconds``, and jobs they finished keep their times (here they only load their
-    stored runs, in a second or two). The workers are spawned interpreters, so a script that calls
-    this needs the usual ``if __name__ == "__main__":`` guard (``python -m lib reproduce`` has it).
+    Jobs start in the order given, one per free worker. The timings (seconds per job, wall time)
+    are also written to ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted
+    call leaves its record too. A call that resumes an unfinished one continues its record: the
+    earlier calls' wall time is added to ``wall_seconds``, and jobs they finished keep their times
+    (here they only load their stored runs, in a second or two).
+
+    Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
+    and be recorded, and returns the record with ``finished`` false; a second interrupt, or SIGTERM,
+    ends the workers at once (their jobs are lost, to be redone by the next call) and raises
+    :class:`KeyboardInterrupt`. The workers are spawned interpreters, so a script that calls this
+    needs the usual ``if __name__ == "__main__":`` guard (``python -m lib reproduce`` has it).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
@@ -167,15 +184,33 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
         record["wall_seconds"] = earlier_seconds + time.perf_counter() - start
         write_atomic(path, json.dumps(record, indent=1).encode())
 
+    waiting = list(jobs)
+    running: dict[Future, Job] = {}
+    stopping = False
+
+    def interrupt(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping or signum != signal.SIGINT:
+            raise KeyboardInterrupt
+        stopping = True
+        print(f"interrupted: {len(running)} running job(s) finish first, {len(waiting)} not started; "
+              "interrupt again to stop at once", file=log, flush=True)
+
+    handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {s: signal.signal(s, interrupt) for s in handled}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited thread state
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    n_done = 0
     try:
-        pending = {pool.submit(_timed, job): job for job in jobs}
-        n_done = 0
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        while waiting or running:
+            while waiting and not stopping and len(running) < workers:
+                job = waiting.pop(0)
+                running[pool.submit(_timed, job)] = job
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                job = pending.pop(future)
+                job = running.pop(future)
                 seconds = future.result()  # a failed job stops the call: its error is raised here
                 record["jobs"].setdefault(job.name, seconds)
                 save()
@@ -183,9 +218,15 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
                 elapsed = (time.perf_counter() - start) / 60
                 print(f"[{n_done}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min "
                       f"({elapsed:.1f} min since the start of this call)", file=log, flush=True)
-    finally:  # on an error or an interruption, jobs not yet started never start
+    except KeyboardInterrupt:
+        _terminate_workers(pool)
+        save()
+        raise
+    finally:  # after an error, the other running jobs finish (and store their runs); no new one starts
         pool.shutdown(wait=True, cancel_futures=True)
-    record["finished"] = True
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    record["finished"] = not waiting
     save()
     return record
 

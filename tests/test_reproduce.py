@@ -1,6 +1,9 @@
 """``make reproduce``: its jobs cover every run the chapters show, and workers run them side by side."""
 import ast
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +88,45 @@ def test_a_failing_job_stops_the_call_and_cancels_the_jobs_not_started(tmp_path,
     assert record is None or len(record["jobs"]) < 5
     with pytest.raises(ValueError, match="positive"):
         reproduce.reproduce(jobs, workers=0)
+
+
+def _interrupt_later(*delays: float) -> None:
+    """Send SIGINT to this process after each delay (seconds from now), as a Ctrl-C would."""
+    for delay in delays:
+        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+def _sleep_noting_sigint(seconds: float, log: Path) -> None:
+    """Sleep, then note whether this process ignores Ctrl-C."""
+    time.sleep(seconds)
+    log.write_text(str(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
+
+
+def test_a_first_interrupt_lets_the_running_jobs_finish_and_starts_no_other(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep_noting_sigint, (2.0, tmp_path / f"{k}.log")) for k in range(4)]
+    _interrupt_later(1.0)  # the first two jobs are handed out at once; the interrupt comes while they start or run
+    record = reproduce.reproduce(jobs, workers=2)
+    assert not record["finished"] and set(record["jobs"]) == {"sleep 0", "sleep 1"}
+    assert [(tmp_path / f"{k}.log").read_text() for k in range(2)] == ["True", "True"]  # workers leave Ctrl-C to us
+    assert not (tmp_path / "2.log").exists() and not (tmp_path / "3.log").exists()
+    assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
+    resumed = reproduce.reproduce(jobs[2:], workers=2)  # the next call runs the rest and completes the record
+    assert resumed["finished"] and resumed["calls"] == 2 and set(resumed["jobs"]) == {j.name for j in jobs}
+
+
+def test_a_second_interrupt_ends_the_workers_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (30.0, tmp_path / f"{k}.log")) for k in range(2)]
+    _interrupt_later(1.0, 1.5)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.reproduce(jobs, workers=2)
+    assert time.perf_counter() - start < 15.0, "the workers were not ended"
+    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())
+    assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
+    assert not list(tmp_path.glob("*.log"))
 
 
 def test_tiny_lifelong_jobs_store_every_run_and_resume(tmp_path, monkeypatch):
