@@ -126,6 +126,8 @@ def compare_main(argv: list[str]) -> int:
     parser.add_argument("other", type=Path, nargs="?", default=STORED_RESULTS.parent / "results-reproduce",
                         help="results folder to check (default: results-reproduce/, where make reproduce trains)")
     parser.add_argument("--reference", type=Path, default=STORED_RESULTS, help="default: the stored results/")
+    parser.add_argument("--save", type=Path, metavar="JSON",
+                        help="also write the table to this file (kept when the reproduced runs replace the reference)")
     args = parser.parse_args(argv)
     try:
         agreements = compare_results(args.reference, args.other)
@@ -133,4 +135,6 @@ def compare_main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(describe_agreement(agreements))
+    if args.save:
+        write_atomic(args.save, json.dumps([asdict(a) for a in agreements], indent=1).encode())
     return 0
