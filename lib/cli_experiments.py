@@ -119,7 +119,7 @@ def reproduce_main(argv: list[str]) -> int:
 def compare_main(argv: list[str]) -> int:
     """``python -m lib compare``: the runs of a second results folder against the stored ones."""
     from .experiments import STORED_RESULTS
-    from .reproduce import compare_results, describe_agreement
+    from .reproduce import compare_results, describe_agreement, save_agreement
 
     parser = argparse.ArgumentParser(prog="python -m lib compare",
                                      description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")
@@ -136,5 +136,5 @@ def compare_main(argv: list[str]) -> int:
         return 1
     print(describe_agreement(agreements))
     if args.save:
-        write_atomic(args.save, json.dumps([asdict(a) for a in agreements], indent=1).encode())
+        save_agreement(args.save, agreements)
     return 0

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -321,6 +321,16 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
             largest = max([largest, *differences])
         agreements.append(Agreement(folder.name, compared, identical, largest, missing))
     return agreements
+
+
+def save_agreement(path: Path, agreements: Sequence[Agreement]) -> None:
+    """Write :func:`compare_results`'s table to ``path`` (JSON), e.g. before the compared runs replace the reference."""
+    write_atomic(Path(path), json.dumps([asdict(a) for a in agreements], indent=1).encode())
+
+
+def load_agreement(path: Path) -> list[Agreement]:
+    """The table written by :func:`save_agreement`."""
+    return [Agreement(**a) for a in json.loads(Path(path).read_text())]
 
 
 def describe_agreement(agreements: Sequence[Agreement]) -> str:

@@ -198,7 +198,7 @@ def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_p
     assert "| lifelong | 1 | 1 | 0 | 0 |" in capsys.readouterr().out
     saved = tmp_path / "agreement.json"
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "stored"), "--save", str(saved)]) == 0
-    assert [reproduce.Agreement(**a) for a in json.loads(saved.read_text())] == [reproduce.Agreement("lifelong", 1, 1, 0.0, 0)]
+    assert reproduce.load_agreement(saved) == [reproduce.Agreement("lifelong", 1, 1, 0.0, 0)]
     assert main(["compare", str(tmp_path / "nowhere"), "--reference", str(tmp_path / "stored")]) == 1
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "nowhere")]) == 1
     assert "no results folder" in capsys.readouterr().err
