@@ -19,12 +19,16 @@ parameter becomes certain (small :math:`\\sigma_i`), which is how BGD protects w
 As in the reference implementation (``igolan/bgd``, used by the paper's authors), the gradient is that
 of the mini-batch *sum*, i.e. ``batch_size`` times the gradient of the mean loss: the benchmark
 settings below (:data:`BGD_SETTINGS`) assume it, and the effective learning rate grows with the batch.
+
+A training step needs K fresh :math:`\\varepsilon` for every parameter (per run 2 million normal numbers for
+K = 10 and the 784-200-200-10 network). They come from counter-based streams (:mod:`lib.noise`), so
+the compiled step draws them inside the loops that use them, on every thread, rather than a
+sequential generator filling a buffer first, which cost as much as a third of the step.
 """
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -32,7 +36,11 @@ from torch import Tensor
 
 from .metrics import cross_entropy
 from .model import StochasticMLP, backprop, derived_seed, deterministic, mlp_forward, run_matmul
+from .noise import standard_normal
 from .train import compiled_or_eager
+
+
+TRAINING_NOISE = "splitmix64 box-muller"  # the stream of :func:`training_noise` (lib.noise)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +70,11 @@ class BGDConfig:
             problems.append(f"mc_samples={self.mc_samples!r} must be a positive integer")
         if problems:
             raise ValueError("invalid BGDConfig: " + "; ".join(problems))
+
+    def describe(self) -> dict:
+        """The run's settings as a plain dict (for cache keys and result files), with the generator of
+        its training noise: runs drawn from another generator are other runs."""
+        return {**asdict(self), "training_noise": TRAINING_NOISE}
 
 
 # The authors' final BGD comparison (spec 4.5, ``exp_comparison.sh`` of their BGD fork): 2x200 hidden
@@ -100,34 +113,47 @@ def bgd_update(
     return new_mu, new_sigma
 
 
-_pool: ThreadPoolExecutor | None = None
+def training_noise(seeds: Tensor, step: Tensor, shapes: Sequence[torch.Size], samples: int) -> list[Tensor]:
+    """The noise :math:`\\varepsilon_1 \\dots \\varepsilon_K` of one training step of R runs, one tensor
+    ``(R, K, *shape)`` per parameter tensor of ``shapes`` (the shapes of one run's parameters).
 
-
-def _noise_pool() -> ThreadPoolExecutor:
-    """One thread, shared by all BGD networks, that draws training noise ahead of the steps."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(1, thread_name_prefix="bgd-noise")
-    return _pool
+    Run r's numbers are those of its own stream ``seeds[r]`` (:func:`lib.noise.standard_normal`), laid
+    out step after step, sample after sample, and within a sample the parameters in the order of
+    ``shapes`` (weights of every layer, then biases): :math:`\\varepsilon_k` of parameter i at step t
+    is the number at position :math:`(tK + k)P + i` of P parameters. So a run's noise never depends on
+    the other runs, and a step's noise on nothing but its index ``step`` (an int64 scalar tensor).
+    """
+    total = sum(math.prod(shape) for shape in shapes)
+    sample = torch.arange(samples, device=seeds.device).view(1, samples) + step * samples
+    noise, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        index = torch.arange(offset, offset + size, device=seeds.device)
+        position = sample[..., None] * total + index  # (1, K, size)
+        noise.append(standard_normal(seeds.view(-1, 1, 1), position).unflatten(2, shape))
+        offset += size
+    return noise
 
 
 def bgd_step(
     means_w: list[Tensor], means_b: list[Tensor], std_w: list[Tensor], std_b: list[Tensor],
-    eps_w: list[Tensor], eps_b: list[Tensor], eta_w: Tensor, eta_b: Tensor, x: Tensor, y: Tensor,
+    seeds: Tensor, step: Tensor, eta_w: Tensor, eta_b: Tensor, x: Tensor, y: Tensor, samples: int,
 ) -> Tensor:
-    """One BGD update of R runs in place, given the noise of its K samples; returns the loss ``(R,)``.
+    """One BGD update of R runs in place with K = ``samples`` Monte-Carlo samples; returns the loss ``(R,)``.
 
-    ``eps_w[l]`` is ``(R, K, out, in)`` and ``eps_b[l]`` ``(R, K, out)``. The K samples
+    The noise of the K samples is :func:`training_noise` of the runs' ``seeds`` ``(R,)`` at training
+    step ``step``. The K samples
     :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` of every run go through the network side by side: the
-    first layer as one product per run (its input is the same for all K), the layers above as R·K runs
-    of :func:`mlp_forward`. Backpropagating the mini-batch *sum* of the cross-entropy gives
+    first layer as one product per run (its input is the same for all K), the layers above through
+    :func:`mlp_forward` with a sample axis. Backpropagating the mini-batch *sum* of the cross-entropy gives
     every :math:`g_k`, and :func:`bgd_update` moves every :math:`(\\mu, \\sigma)` with the averages
-    :math:`\\mathbb E[g]` and :math:`\\mathbb E[g\\varepsilon]` over k. ``x`` is ``(R, B, in)`` or shared
-    ``(B, in)``, ``y`` ``(R, B)`` or ``(B,)``; ``eta_w`` ``(R, 1, 1)`` and ``eta_b`` ``(R, 1)`` are the runs'
-    :math:`\\eta`. The loss is the mean cross-entropy per example, averaged over the K samples.
+    :math:`\\mathbb E[g]` and :math:`\\mathbb E[g\\varepsilon]` over k. ``x`` is ``(R, B, in)``, ``y``
+    ``(R, B)``; ``eta_w`` ``(R, 1, 1)`` and ``eta_b`` ``(R, 1)`` are the runs' :math:`\\eta`. The loss is
+    the mean cross-entropy per example, averaged over the K samples.
     """
-    runs, samples = eps_w[0].shape[:2]
-    means, stds, eps = [*means_w, *means_b], [*std_w, *std_b], [*eps_w, *eps_b]
+    means, stds = [*means_w, *means_b], [*std_w, *std_b]
+    eps = training_noise(seeds, step, [m.shape[1:] for m in means], samples)
+    runs = x.shape[0]
     theta = [torch.addcmul(m.unsqueeze(1), s.unsqueeze(1), e) for m, s, e in zip(means, stds, eps)]
     n_layers = len(means_w)
     theta_w, theta_b = theta[:n_layers], theta[n_layers:]
@@ -136,16 +162,13 @@ def bgd_step(
     hidden, inputs_dim = theta_w[0].shape[2:]
     z = run_matmul(x, theta_w[0].reshape(runs, samples * hidden, inputs_dim).transpose(1, 2))
     z = z.view(runs, -1, samples, hidden).transpose(1, 2) + theta_b[0].unsqueeze(2)
-    h = z.relu().flatten(0, 1)  # (R*K, B, hidden): the K samples of every run side by side
-    upper_w = [w.flatten(0, 1) for w in theta_w[1:]]
-    logits, inputs = mlp_forward(h, upper_w, [b.flatten(0, 1) for b in theta_b[1:]])
-    if y.dim() == 2:
-        y = y.unsqueeze(1).expand(runs, samples, y.shape[1]).flatten(0, 1)
-    loss, dlogits = cross_entropy(logits, y)
-    dlogits = dlogits * logits.shape[1]  # gradient of the summed loss L_n, not of the mean
-    grads_w, grads_b, delta = backprop(dlogits, inputs, upper_w, to_input=True)
-    delta = delta.view(runs, samples, -1, hidden)
-    first_w = run_matmul(delta.transpose(2, 3).reshape(runs, samples * hidden, -1), x)
+    h = z.relu()  # (R, K, B, hidden): the K samples of every run side by side
+    logits, inputs = mlp_forward(h, theta_w[1:], theta_b[1:])
+    y = y.unsqueeze(1).expand(runs, samples, y.shape[1]).flatten(0, 1)
+    loss, dlogits = cross_entropy(logits.flatten(0, 1), y)
+    dlogits = dlogits.view_as(logits) * logits.shape[2]  # gradient of the summed loss L_n, not of the mean
+    grads_w, grads_b, delta = backprop(dlogits, inputs, theta_w[1:], to_input=True)
+    first_w = run_matmul(delta.mT.reshape(runs, samples * hidden, -1), x)
     grads_w = [first_w, *grads_w]
     grads_b = [delta.sum(2), *grads_b]
     etas = [eta_w] * n_layers + [eta_b] * n_layers
@@ -169,7 +192,9 @@ class BayesianMLP(StochasticMLP):
         mc_samples: K, shared by all runs.
         weight_std, bias_std: :math:`\\sigma` of every weight ``(R, out, in)`` and bias ``(R, out)``.
         hp: gains ``mean_eta`` ``(R, 1, 1)`` and ``bias_mean_eta`` ``(R, 1)``.
-        noise_generators: one per run for the training noise (evaluation draws from ``eval_generators``).
+        noise_seeds: ``(R,)`` int64, each run's stream of training noise (:func:`training_noise`;
+            evaluation draws from ``eval_generators``).
+        steps_taken: int64 scalar, training steps so far (the position in the noise streams).
         compile: whether :meth:`train_step` runs through :func:`torch.compile`.
     """
 
@@ -189,11 +214,8 @@ class BayesianMLP(StochasticMLP):
             [c.mean_eta for c in runs], dtype=torch.float32, device=self.device
         )[:, None, None]
         self.hp["bias_mean_eta"] = self.hp["mean_eta"][:, :, 0]
-        # The training noise comes from a stream of its own per run (drawn ahead on the CPU).
-        self.noise_generators = [torch.Generator(self.device).manual_seed(derived_seed(c.seed, 3)) for c in runs]
-        n_parameters = sum(p[0].numel() for p in [*self.weights, *self.biases])
-        self._noise = [self.weights[0].new_empty(self.n_runs, self.mc_samples, n_parameters) for _ in range(2)]
-        self._pending: tuple[int, Future] | None = None  # (buffer, its drawing)
+        self.noise_seeds = torch.tensor([derived_seed(c.seed, 3) for c in runs], device=self.device)
+        self.steps_taken = torch.zeros((), dtype=torch.int64, device=self.device)
         self.compile = compile
 
     def _sample_parameters(self, generators: Sequence[torch.Generator]) -> tuple[list[Tensor], list[Tensor]]:
@@ -212,57 +234,23 @@ class BayesianMLP(StochasticMLP):
         biases = [torch.addcmul(m, s, e) for m, s, e in zip(self.biases, self.bias_std, eps_b)]
         return weights, biases
 
-    def draw_training_noise(self, out: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Fill ``out`` ``(R, K, P)`` (P parameters per run) with the noise :math:`\\varepsilon_1 \\dots
-        \\varepsilon_K` of one training step; return its views per layer, weights ``(R, K, out, in)`` and
-        biases ``(R, K, out)``.
-
-        Run r draws its K·P numbers from ``noise_generators[r]`` alone (sample by sample, the weights of
-        every layer before the biases), so its numbers never depend on the other runs.
-        """
-        for r, g in enumerate(self.noise_generators):
-            out[r].normal_(generator=g)
-        views, offset = [], 0
-        for p in [*self.weights, *self.biases]:
-            size = p[0].numel()
-            views.append(out[:, :, offset:offset + size].unflatten(2, p.shape[1:]))
-            offset += size
-        return views[:self.n_layers], views[self.n_layers:]
-
-    def _next_noise(self) -> tuple[list[Tensor], list[Tensor]]:
-        """The noise of this training step. On the CPU it was drawn on a second thread while the
-        previous step ran, and that thread now draws the next step's noise into the other of two
-        buffers (the noise does not depend on the parameters, so the numbers are the same as drawn
-        in turn). Drawing normal numbers costs about half as much as the rest of a step on one core."""
-        if self.device.type != "cpu":
-            return self.draw_training_noise(self._noise[0])
-        if self._pending is None:
-            self._pending = (0, _noise_pool().submit(self.draw_training_noise, self._noise[0]))
-        index, drawing = self._pending
-        current = drawing.result()
-        self._pending = (1 - index, _noise_pool().submit(self.draw_training_noise, self._noise[1 - index]))
-        return current
-
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One BGD update (:func:`bgd_update`) of every run on its mini-batch; returns the loss ``(R,)``.
 
-        ``x`` is ``(R, B, in)`` and ``y`` ``(R, B)`` (or shared ``(B, in)`` and ``(B,)``). With the noise of
-        :meth:`draw_training_noise`, :func:`bgd_step` backpropagates :math:`g_k = \\partial L_n/\\partial\\theta`
-        at each :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k` and updates :math:`\\mu` and :math:`\\sigma`
-        in place with the averages over the K samples. With ``compile`` set, that step runs through
-        :func:`torch.compile` (fused element-wise work; :func:`lib.train.compiled_or_eager`). On the CPU the step leaves one core to the
-        thread that draws the next step's noise. The returned loss is the mean cross-entropy per
-        example, averaged over the K samples.
+        ``x`` is ``(R, B, in)`` and ``y`` ``(R, B)``. :func:`bgd_step` backpropagates
+        :math:`g_k = \\partial L_n/\\partial\\theta` at each :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k`
+        (the noise of step ``steps_taken``) and updates :math:`\\mu` and :math:`\\sigma` in place with the
+        averages over the K samples. With ``compile`` set, it runs through :func:`torch.compile`
+        (:func:`lib.train.compiled_or_eager`), which draws the noise inside the loops that use it, on
+        all threads. The returned loss is the mean cross-entropy per example, averaged over the K samples.
         """
-        args = (self.weights, self.biases, self.weight_std, self.bias_std, *self._next_noise(),
-                self.hp["mean_eta"], self.hp["bias_mean_eta"], x, y)
-        threads = torch.get_num_threads()
-        if self.device.type == "cpu" and threads > 1:
-            torch.set_num_threads(threads - 1)
-        try:
-            return compiled_or_eager(bgd_step, *args, compile=self.compile)
-        finally:
-            torch.set_num_threads(threads)
+        loss = compiled_or_eager(
+            bgd_step, self.weights, self.biases, self.weight_std, self.bias_std, self.noise_seeds,
+            self.steps_taken, self.hp["mean_eta"], self.hp["bias_mean_eta"], x, y, self.mc_samples,
+            compile=self.compile,
+        )
+        self.steps_taken += 1
+        return loss
 
     @property
     def stochastic(self) -> bool:

@@ -144,13 +144,9 @@ class LifelongProtocol:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _describe(run: SynapseConfig | BGDConfig) -> dict:
-    return run.describe() if isinstance(run, SynapseConfig) else asdict(run)
-
-
 def run_config(protocol: LifelongProtocol, method: str, run: SynapseConfig | BGDConfig) -> dict:
     """The full description of one run: its cache key is derived from this."""
-    return {"protocol": asdict(protocol), "method": method, "run": _describe(run)}
+    return {"protocol": asdict(protocol), "method": method, "run": run.describe()}
 
 
 def _group(method: str, run: SynapseConfig | BGDConfig) -> tuple:

@@ -155,20 +155,27 @@ def release_scales(uniforms: Tensor, p: Tensor, release: Tensor | None = None) -
 
 
 def run_matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``a @ b (+ bias)`` for every run: ``a`` is ``(R, n, k)`` or shared ``(n, k)``, ``b`` ``(R, k, m)``.
+    """``a @ b (+ bias)`` for every run: ``a`` is ``(R, n, k)`` or shared ``(n, k)``, ``b`` ``(R, k, m)``,
+    ``bias`` ``(R, 1, m)``; or, with a sample axis, ``a`` ``(R, K, n, k)``, ``b`` ``(R, K, k, m)`` and ``bias``
+    ``(R, K, 1, m)`` (K parameter samples of every run, as in BGD).
 
-    On the CPU this is one matrix product per run: batched BLAS kernels round differently for
-    different batch sizes, and a run's numbers must not depend on which runs share its batch. On a
-    GPU it is a single batched kernel. ``bias`` is ``(R, 1, m)``.
+    On the CPU this is one (batched over K) matrix product per run: batched BLAS kernels round
+    differently for different batch sizes, and a run's numbers must not depend on which runs share
+    its batch. On a GPU it is a single batched kernel.
     """
     runs = b.shape[0]
     if b.is_cuda:
-        a = a if a.dim() == 3 else a.expand(runs, *a.shape)
-        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
+        a = a if a.dim() == b.dim() else a.expand(runs, *a.shape)
+        a3, b3 = a.flatten(0, -3), b.flatten(0, -3)
+        product = torch.bmm(a3, b3) if bias is None else torch.baddbmm(bias.flatten(0, -3), a3, b3)
+        return product.view(*b.shape[:-2], *product.shape[-2:])
     products = []
     for r in range(runs):
-        ar = a[r] if a.dim() == 3 else a
-        products.append(torch.mm(ar, b[r]) if bias is None else torch.addmm(bias[r], ar, b[r]))
+        ar = a[r] if a.dim() == b.dim() else a
+        if b.dim() == 4:
+            products.append(torch.bmm(ar, b[r]) if bias is None else torch.baddbmm(bias[r], ar, b[r]))
+        else:
+            products.append(torch.mm(ar, b[r]) if bias is None else torch.addmm(bias[r], ar, b[r]))
     return torch.stack(products)
 
 
@@ -176,13 +183,14 @@ def mlp_forward(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) 
     """Logits ``(R, B, C)`` of R ReLU networks and the input of every layer.
 
     ``x`` is ``(R, B, in)`` (each run its own mini-batch) or ``(B, in)`` (shared, e.g. a test set);
-    ``weights`` are the transmitted weights ``(R, out, in)``, ``biases`` ``(R, out)``.
+    ``weights`` are the transmitted weights ``(R, out, in)``, ``biases`` ``(R, out)``. With a sample axis
+    (:func:`run_matmul`), ``x`` is ``(R, K, B, in)``, ``weights`` ``(R, K, out, in)``, ``biases`` ``(R, K, out)``.
     """
     inputs = []
     h = x
     for i, (w, b) in enumerate(zip(weights, biases)):
         inputs.append(h)
-        h = run_matmul(h, w.transpose(1, 2), b.unsqueeze(1))
+        h = run_matmul(h, w.mT, b.unsqueeze(-2))
         if i < len(weights) - 1:
             h = h.relu()
     return h, inputs
@@ -219,11 +227,11 @@ def backprop(
         if h.dim() == 2:
             h = h.expand(delta.shape[0], *h.shape)
         if squared_per_example:
-            grads_w[i] = run_matmul(delta.square().transpose(1, 2), h.square())
-            grads_b[i] = delta.square().sum(1)
+            grads_w[i] = run_matmul(delta.square().mT, h.square())
+            grads_b[i] = delta.square().sum(-2)
         else:
-            grads_w[i] = run_matmul(delta.transpose(1, 2), h)
-            grads_b[i] = delta.sum(1)
+            grads_w[i] = run_matmul(delta.mT, h)
+            grads_b[i] = delta.sum(-2)
         if i > 0 or to_input:
             delta = run_matmul(delta, weights[i]) * (h > 0)
     return grads_w, grads_b, delta if to_input else None

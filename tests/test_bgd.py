@@ -5,8 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib.bgd import BGD_SETTINGS, BayesianMLP, BGDConfig, bgd_step, bgd_update
+from lib.bgd import BGD_SETTINGS, TRAINING_NOISE, BayesianMLP, BGDConfig, bgd_update, training_noise
 from lib.model import mlp_forward
+from lib.noise import standard_normal
 
 SIZES = [10, 8, 2]
 
@@ -74,10 +75,8 @@ def test_train_step_reproduces_the_monte_carlo_estimates_by_autograd():
     x, y = gaussian_problem(1, n=16)
     mu = [t[0].clone() for t in (*net.weights, *net.biases)]
     sigma = [t[0].clone() for t in (*net.weight_std, *net.bias_std)]
-    g = torch.Generator().manual_seed(0)
-    g.set_state(net.noise_generators[0].get_state())
-    # documented draw order: one call for all K samples, each sample the weights of every layer, then the biases
-    noise = torch.empty(3, sum(m.numel() for m in mu)).normal_(generator=g)
+    # documented layout of step 0: the K samples one after the other, each the weights of every layer, then the biases
+    noise = standard_normal(net.noise_seeds[0], torch.arange(3 * sum(m.numel() for m in mu))).view(3, -1)
     sum_g = [torch.zeros_like(m) for m in mu]
     sum_g_eps = [torch.zeros_like(m) for m in mu]
     for k in range(3):
@@ -162,20 +161,38 @@ def test_mixed_mc_samples_raise():
         BayesianMLP(SIZES, [BGDConfig(std_init=0.1, mc_samples=2), BGDConfig(std_init=0.1, mc_samples=3)])
 
 
-def test_noise_drawn_ahead_on_a_second_thread_equals_noise_drawn_in_turn():
+def test_training_noise_of_a_step_depends_on_the_step_and_the_run_alone():
+    shapes = [torch.Size([4, 3]), torch.Size([2, 4]), torch.Size([4]), torch.Size([2])]
+    seeds = torch.tensor([11, 12])
+    step = torch.tensor(5)
+    noise = training_noise(seeds, step, shapes, samples=3)
+    assert [e.shape for e in noise] == [(2, 3, *s) for s in shapes]
+    flat = torch.cat([e.flatten(2) for e in noise], 2)  # (R, K, P): P = 26 parameters
+    for r in range(2):
+        alone = torch.cat([e.flatten(2) for e in training_noise(seeds[r:r + 1], step, shapes, 3)], 2)
+        assert torch.equal(alone[0], flat[r])
+        assert torch.equal(flat[r].flatten(), standard_normal(seeds[r], torch.arange(5 * 3 * 26, 6 * 3 * 26)))
+    later = torch.cat([e.flatten(2) for e in training_noise(seeds, step + 1, shapes, 3)], 2)
+    assert not torch.isclose(later, flat).any()
+
+
+def test_steps_draw_fresh_noise_and_compiled_steps_match_eager_ones():
     config = BGDConfig(seed=3, std_init=0.1, mean_eta=1.0, mc_samples=2)
-    x, y = gaussian_problem(4, n=5 * 16)
-    ahead, in_turn = BayesianMLP(SIZES, [config]), BayesianMLP(SIZES, [config])
-    buffer = torch.empty_like(in_turn._noise[0])
-    for step in range(5):
+    x, y = gaussian_problem(4, n=3 * 16)
+    eager, compiled = BayesianMLP(SIZES, [config]), BayesianMLP(SIZES, [config], compile=True)
+    for step in range(3):
         batch = slice(16 * step, 16 * (step + 1))
-        loss = ahead.train_step(x[:, batch], y[:, batch])
-        eps_w, eps_b = in_turn.draw_training_noise(buffer)
-        expected = bgd_step(in_turn.weights, in_turn.biases, in_turn.weight_std, in_turn.bias_std, eps_w, eps_b,
-                            in_turn.hp["mean_eta"], in_turn.hp["bias_mean_eta"], x[:, batch], y[:, batch])
-        assert torch.allclose(loss, expected, atol=1e-6)  # (the step itself runs on one thread fewer)
-    for a, b in zip(state(ahead), state(in_turn)):
-        assert torch.allclose(a, b, atol=1e-6)
+        assert torch.allclose(eager.train_step(x[:, batch], y[:, batch]),
+                              compiled.train_step(x[:, batch], y[:, batch]), atol=1e-5)
+    assert eager.steps_taken.item() == compiled.steps_taken.item() == 3
+    for a, b in zip(state(eager), state(compiled)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_the_noise_generator_is_part_of_a_run_description():
+    config = BGDConfig(seed=2, std_init=0.05)
+    assert config.describe() == {"seed": 2, "std_init": 0.05, "mean_eta": 1.0, "mc_samples": 10,
+                                 "training_noise": TRAINING_NOISE}
 
 
 def test_evaluation_averages_fresh_parameter_samples_in_every_pass():

@@ -80,6 +80,24 @@ def test_backward_matches_autograd_for_shared_and_per_run_inputs():
             assert torch.allclose(mine, ref, atol=1e-5)
 
 
+def test_forward_and_backward_with_a_sample_axis_equal_those_of_each_sample():
+    torch.manual_seed(1)
+    ws = [torch.randn(2, 3, 7, 5), torch.randn(2, 3, 4, 7)]  # 2 runs x 3 samples
+    bs = [torch.randn(2, 3, 7), torch.randn(2, 3, 4)]
+    x = torch.randn(2, 3, 6, 5)
+    logits, inputs = mlp_forward(x, ws, bs)
+    upstream = torch.randn_like(logits)
+    gw, gb = mlp_backward(upstream, inputs, ws)
+    for k in range(3):
+        one_logits, one_inputs = mlp_forward(x[:, k], [w[:, k] for w in ws], [b[:, k] for b in bs])
+        one_gw, one_gb = mlp_backward(upstream[:, k], one_inputs, [w[:, k] for w in ws])
+        assert torch.allclose(logits[:, k], one_logits, atol=1e-5)
+        for mine, ref in zip(gw + gb, one_gw + one_gb):
+            assert torch.allclose(mine[:, k], ref, atol=1e-5)
+    alone, _ = mlp_forward(x[1:], [w[1:] for w in ws], [b[1:] for b in bs])
+    assert torch.equal(alone, logits[1:])  # a run's numbers do not depend on the runs beside it
+
+
 def test_synaptic_energy_is_l1_of_wbar_without_biases():
     net = StochasticMLP([3, 2, 2], [presynaptic()])
     expected = net.weights[0].abs().sum() + net.weights[1].abs().sum()

@@ -1,0 +1,76 @@
+"""Counter-based normal numbers: SplitMix64 bit for bit, the normal distribution, independence."""
+import math
+
+import pytest
+import torch
+
+from lib.noise import splitmix64, standard_normal
+
+MASK = (1 << 64) - 1
+
+
+def splitmix64_reference(seed: int, n: int) -> list[int]:
+    """The first n outputs of SplitMix64 (Steele, Lea & Flood 2014) in plain Python integers."""
+    out, state = [], seed
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1234567, 2**63 - 1, -5])
+def test_splitmix64_matches_the_reference_bit_for_bit(seed):
+    got = splitmix64(torch.tensor(seed), torch.arange(1000)).tolist()
+    assert [v & MASK for v in got] == splitmix64_reference(seed & MASK, 1000)
+
+
+def test_splitmix64_known_outputs():
+    # the published first outputs of SplitMix64 seeded with 1234567
+    assert [v & MASK for v in splitmix64(1234567, torch.arange(3)).tolist()] == [
+        6457827717110365317, 3203168211198807973, 9817491932198370423]
+
+
+def test_numbers_are_standard_normal():
+    z = standard_normal(torch.tensor(42), torch.arange(2_000_000)).double()
+    assert torch.isfinite(z).all()
+    assert abs(z.mean().item()) < 4 / math.sqrt(2e6)
+    assert abs(z.var().item() - 1) < 4 * math.sqrt(2 / 2e6)
+    assert abs((z**3).mean().item()) < 4 * math.sqrt(15 / 2e6)
+    assert abs((z**4).mean().item() - 3) < 4 * math.sqrt(96 / 2e6)
+    # Kolmogorov-Smirnov distance to the normal CDF (critical value at p = 0.001: 1.95 / sqrt(n))
+    s = z.sort().values
+    cdf = 0.5 * (1 + torch.erf(s / math.sqrt(2)))
+    n = s.numel()
+    ks = torch.maximum(torch.arange(1, n + 1) / n - cdf, cdf - torch.arange(n) / n).max().item()
+    assert ks < 1.95 / math.sqrt(n)
+    assert s[-1] <= math.sqrt(48 * math.log(2)) + 1e-5
+
+
+def test_neighbours_and_streams_are_uncorrelated():
+    n = 1_000_000
+    a = standard_normal(7, torch.arange(n + 1))
+    b = standard_normal(8, torch.arange(n))
+    for x, y in ((a[:-1], a[1:]), (a[:-1], b), (a[:-1].square() - 1, a[1:].square() - 1)):
+        assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 5 / math.sqrt(n)
+
+
+def test_a_number_depends_on_its_seed_and_position_only():
+    seeds = torch.tensor([[3], [4]])
+    block = standard_normal(seeds, torch.arange(100, 200).view(1, 100))
+    assert torch.equal(block[0], standard_normal(3, torch.arange(100, 200)))
+    assert torch.equal(block[1, 50:], standard_normal(4, torch.arange(150, 200)))
+
+
+def test_compiled_numbers_match_eager_ones():
+    from lib.train import compile_available
+
+    if not compile_available():
+        pytest.skip("torch.compile is not available here")
+    position = torch.arange(10_007)  # not a multiple of the vector width: the scalar tail too
+    bits = torch.compile(splitmix64, dynamic=False)(torch.tensor(9), position)
+    assert torch.equal(bits, splitmix64(torch.tensor(9), position))  # integer products wrap alike
+    compiled = torch.compile(standard_normal, dynamic=False)(torch.tensor(9), position)
+    assert torch.allclose(compiled, standard_normal(torch.tensor(9), position), atol=1e-5)
