@@ -16,14 +16,15 @@ import math
 import torch
 from torch import Tensor
 
-_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
-_MIX_1 = 0xBF58476D1CE4E5B9
-_MIX_2 = 0x94D049BB133111EB
-
-
 def _int64(value: int) -> int:
     """The int64 with the same 64 bits as the unsigned ``value``."""
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+# SplitMix64's constants, as the int64 numbers with their bits
+_GOLDEN_GAMMA = _int64(0x9E3779B97F4A7C15)
+_MIX_1 = _int64(0xBF58476D1CE4E5B9)
+_MIX_2 = _int64(0x94D049BB133111EB)
 
 
 def _shift_right(z: Tensor, bits: int) -> Tensor:
@@ -33,9 +34,9 @@ def _shift_right(z: Tensor, bits: int) -> Tensor:
 
 def splitmix64(seed: Tensor | int, position: Tensor) -> Tensor:
     """The ``position``-th output (0, 1, ...) of the SplitMix64 stream ``seed``, as int64 bits."""
-    z = seed + (position + 1) * _int64(_GOLDEN_GAMMA)
-    z = (z ^ _shift_right(z, 30)) * _int64(_MIX_1)
-    z = (z ^ _shift_right(z, 27)) * _int64(_MIX_2)
+    z = seed + (position + 1) * _GOLDEN_GAMMA
+    z = (z ^ _shift_right(z, 30)) * _MIX_1
+    z = (z ^ _shift_right(z, 27)) * _MIX_2
     return z ^ _shift_right(z, 31)
 
 
