@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from .metrics import cross_entropy
-from .model import StochasticMLP, backprop, derived_seed, deterministic, mlp_forward, run_matmul
+from .compilation import compiled_or_eager
+from .model import (BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP, backprop, derived_seed, deterministic,
+                    mlp_forward, run_matmul)
 from .noise import standard_normal
-from .train import compiled_or_eager
 
 
 TRAINING_NOISE = "splitmix64 box-muller"  # the stream of :func:`training_noise` (lib.noise)
@@ -192,8 +193,8 @@ class BayesianMLP(StochasticMLP):
         mc_samples: K, shared by all runs.
         weight_std, bias_std: :math:`\\sigma` of every weight ``(R, out, in)`` and bias ``(R, out)``.
         hp: gains ``mean_eta`` ``(R, 1, 1)`` and ``bias_mean_eta`` ``(R, 1)``.
-        noise_seeds: ``(R,)`` int64, each run's stream of training noise (:func:`training_noise`;
-            evaluation draws from ``eval_generators``).
+        noise_seeds: ``(R,)`` int64, each run's stream of training noise (:func:`training_noise`).
+        eval_generators: one generator per run for the parameter draws of evaluation.
         steps_taken: int64 scalar, training steps so far (the position in the noise streams).
         compile: whether :meth:`train_step` runs through :func:`torch.compile`.
     """
@@ -214,7 +215,10 @@ class BayesianMLP(StochasticMLP):
             [c.mean_eta for c in runs], dtype=torch.float32, device=self.device
         )[:, None, None]
         self.hp["bias_mean_eta"] = self.hp["mean_eta"][:, :, 0]
-        self.noise_seeds = torch.tensor([derived_seed(c.seed, 3) for c in runs], device=self.device)
+        self.noise_seeds = self._stream_seeds(BGD_NOISE_STREAM)
+        self.eval_generators = [
+            torch.Generator(self.device).manual_seed(derived_seed(c.seed, EVALUATION_STREAM)) for c in runs
+        ]
         self.steps_taken = torch.zeros((), dtype=torch.int64, device=self.device)
         self.compile = compile
 
@@ -241,7 +245,7 @@ class BayesianMLP(StochasticMLP):
         :math:`g_k = \\partial L_n/\\partial\\theta` at each :math:`\\theta_k = \\mu + \\sigma\\varepsilon_k`
         (the noise of step ``steps_taken``) and updates :math:`\\mu` and :math:`\\sigma` in place with the
         averages over the K samples. With ``compile`` set, it runs through :func:`torch.compile`
-        (:func:`lib.train.compiled_or_eager`), which draws the noise inside the loops that use it, on
+        (:func:`lib.compilation.compiled_or_eager`), which draws the noise inside the loops that use it, on
         all threads. The returned loss is the mean cross-entropy per example, averaged over the K samples.
         """
         loss = compiled_or_eager(
@@ -258,15 +262,15 @@ class BayesianMLP(StochasticMLP):
         return True
 
     @torch.no_grad()
-    def sample_pass(self, x: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, list[Tensor]]:
+    def sample_pass(self, x: Tensor, compile: bool = False) -> tuple[Tensor, list[Tensor]]:
         """One stochastic forward pass with :math:`\\theta = \\mu + \\sigma\\varepsilon`, one draw per run.
 
-        The draw is shared by all of ``x`` (``(R, B, in)`` or ``(B, in)``); ``generators[r]`` supplies
-        run r's noise. Returns :func:`mlp_forward`'s logits ``(R, B, C)`` and layer inputs. Averaging
+        The draw is shared by all of ``x`` (``(R, B, in)`` or ``(B, in)``); ``eval_generators[r]`` supplies
+        run r's noise (``compile`` is ignored: these draws are sequential). Returns :func:`mlp_forward`'s logits ``(R, B, C)`` and layer inputs. Averaging
         the softmax of several passes gives Monte-Carlo inference (the reference code's ``test_mc``
         inference averages the accuracies of single passes instead).
         """
-        weights, biases = self._sample_parameters(generators)
+        weights, biases = self._sample_parameters(self.eval_generators)
         return mlp_forward(x, weights, biases)
 
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:

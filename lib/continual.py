@@ -33,7 +33,8 @@ from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
 from .experiments import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
-from .train import COMPILE_MIN_STEPS, compile_available, default_device, fit
+from .compilation import compile_worthwhile
+from .train import default_device, fit
 
 LIFELONG_BENCHMARKS = ("split_mnist", "perm_mnist", "split_fmnist", "perm_fmnist", "perm_mnist_cont")
 METHODS = {
@@ -171,7 +172,7 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
     step = None
     if isinstance(runs[0], BGDConfig):
         steps = protocol.epochs * sum(t.train_x.shape[0] for t in bench.tasks) // protocol.batch_size
-        net = BayesianMLP(sizes, runs, device=device, compile=compile_available() and steps >= COMPILE_MIN_STEPS)
+        net = BayesianMLP(sizes, runs, device=device, compile=compile_worthwhile(steps))
         step = net.train_step
     else:
         net = StochasticMLP(sizes, runs, device=device)

@@ -9,7 +9,13 @@ spec section 1.2). The strength on release is :math:`m_i = \\bar w_i / p_i`.
 Deterministic and fixed-probability networks are the same object with :math:`p` fixed (at 1 or at a
 constant). All tensors carry a leading run axis R: weights are ``(R, out, in)``, so R runs with
 different seeds or hyperparameters train as one batched computation. Every run owns its random
-number generators, so a run's numbers do not depend on which runs share the batch.
+streams, so a run's numbers do not depend on which runs share the batch.
+
+The release masks come from counter-based streams (:mod:`lib.noise`): the uniform number that decides
+whether synapse i releases in the t-th mask of a run is a pure function of the run's seed, the
+stream (training or evaluation) and its position :math:`tP + i` (P synapses per run). A mask is thus
+plain element-wise arithmetic, which :func:`torch.compile` fuses with the multiplication
+:math:`r\\bar w/p` on every thread, instead of a sequential generator filling a buffer first.
 """
 from __future__ import annotations
 
@@ -20,11 +26,23 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from .compilation import compiled_or_eager
+from .noise import uniform
+
 Bias = Literal["none", "frozen", "learned"]
 PStep = Literal["scaled", "constant"]
 Optimizer = Literal["sgd", "adam"]
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
 ADAM_EPS = 1e-8
+MASK_GENERATOR = "splitmix64"  # the stream of the release masks (lib.noise), named in every stochastic run's description
+
+# The independent random streams of one run, each seeded with derived_seed(run seed, stream); the run
+# seed itself seeds the initialisation and the order of the mini-batches.
+EVALUATION_STREAM = 1  # BGD's parameter draws at test time (a torch.Generator)
+FISHER_LABEL_STREAM = 2  # the labels EWC samples for its Fisher information (a torch.Generator)
+BGD_NOISE_STREAM = 3  # BGD's training noise (lib.noise.standard_normal)
+TRAINING_MASK_STREAM = 4  # release masks of training steps (lib.noise.uniform)
+EVALUATION_MASK_STREAM = 5  # release masks of test passes (lib.noise.uniform)
 
 
 @dataclass(frozen=True)
@@ -110,9 +128,12 @@ class SynapseConfig:
             raise ValueError("invalid SynapseConfig: " + "; ".join(problems))
 
     def describe(self) -> dict:
-        """The run's settings as a plain dict (for cache keys and result files)."""
+        """The run's settings as a plain dict (for cache keys and result files); a stochastic run's
+        also names the generator of its release masks, so that runs drawn from another generator are
+        other runs. (A deterministic run draws no masks: its description is its settings alone.)"""
         defaults = {f.name: f.default for f in fields(self)}
-        return {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
+        settings = {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
+        return {**settings, "release_masks": MASK_GENERATOR} if self.stochastic else settings
 
     @property
     def stochastic(self) -> bool:
@@ -139,7 +160,7 @@ def deterministic(**overrides) -> SynapseConfig:
 
 
 def derived_seed(seed: int, stream: int) -> int:
-    """A seed for a second, independent stream of one run (e.g. evaluation masks)."""
+    """The seed of one of a run's independent streams (``EVALUATION_STREAM``, ``FISHER_LABEL_STREAM``, ...)."""
     return (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9) % (2**63)
 
 
@@ -152,6 +173,38 @@ def release_scales(uniforms: Tensor, p: Tensor, release: Tensor | None = None) -
     still by :math:`p`, as in the authors' code (spec 4.4).
     """
     return (uniforms < (p if release is None else release)) / p
+
+
+def release_uniforms(seeds: Tensor, draw: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
+    """The uniform numbers of the ``draw``-th release mask of R runs: one ``(R, *shape)`` tensor per layer.
+
+    Run r's numbers come from its stream ``seeds[r]`` (:func:`lib.noise.uniform`), one mask after the
+    other, and within a mask the layers in order: synapse i (counted over all layers, P in all) of
+    mask t is at position :math:`tP + i`. ``draw`` is an int64 scalar tensor, so that a compiled
+    caller serves every mask with one kernel.
+    """
+    total = sum(math.prod(shape) for shape in shapes)
+    uniforms, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        position = draw * total + torch.arange(offset, offset + size, device=seeds.device)
+        uniforms.append(uniform(seeds.view(-1, 1), position).view(-1, *shape))
+        offset += size
+    return uniforms
+
+
+def release_masks(
+    weights: Sequence[Tensor], probs: Sequence[Tensor], release: Sequence[Tensor | None], seeds: Tensor, draw: Tensor
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The ``draw``-th release mask of every run: transmitted weights :math:`r\\bar w/p` and scales :math:`r/p`.
+
+    :func:`release_uniforms` turned into masks by :func:`release_scales` (``release``: per layer the
+    ghost runs' release probability, or ``None``). Pure tensor arithmetic: compiled, the numbers,
+    the masks and the products are one loop.
+    """
+    uniforms = release_uniforms(seeds, draw, [p.shape[1:] for p in probs])
+    scales = [release_scales(u, p, q) for u, p, q in zip(uniforms, probs, release)]
+    return [w * s for w, s in zip(weights, scales)], scales
 
 
 def run_matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -286,9 +339,11 @@ class StochasticMLP:
         probs: release probabilities :math:`p`, ``(R, out, in)``.
         hp: per-run hyperparameters as ``(R, 1, 1)`` tensors (see :class:`SynapseConfig`), plus
             ``bias_lr`` and ``bias_decay`` as ``(R, 1)`` (zero learning rate for unlearned biases).
-        generators: one generator per run for initialisation, batch order and training masks.
-        eval_generators: one per run for the masks of evaluation, so that evaluating more or less
-            often never changes training.
+        generators: one generator per run for initialisation and batch order.
+        mask_seeds, eval_mask_seeds: ``(R,)`` int64, each run's streams of training and of evaluation
+            masks (:func:`release_uniforms`): evaluating more or less often never changes training.
+        masks_drawn, eval_masks_drawn: int64 scalars, masks drawn so far from each (the position in
+            the streams).
     """
 
     def __init__(self, sizes: Sequence[int], runs: Sequence[SynapseConfig], device: str | torch.device = "cpu"):
@@ -302,9 +357,10 @@ class StochasticMLP:
         self.runs = list(runs)
         self.device = torch.device(device)
         self.generators = [torch.Generator(self.device).manual_seed(c.seed) for c in self.runs]
-        self.eval_generators = [
-            torch.Generator(self.device).manual_seed(derived_seed(c.seed, 1)) for c in self.runs
-        ]
+        self.mask_seeds = self._stream_seeds(TRAINING_MASK_STREAM)
+        self.eval_mask_seeds = self._stream_seeds(EVALUATION_MASK_STREAM)
+        self.masks_drawn = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.eval_masks_drawn = torch.zeros((), dtype=torch.int64, device=self.device)
         self.weights: list[Tensor] = []
         self.biases: list[Tensor] = []
         self.probs: list[Tensor] = []
@@ -323,8 +379,12 @@ class StochasticMLP:
         # EWC samples the labels of its Fisher information from a stream of its own, so that the
         # course of training does not depend on it.
         self.fisher_generators = [
-            torch.Generator(self.device).manual_seed(derived_seed(c.seed, 2)) for c in self.runs
+            torch.Generator(self.device).manual_seed(derived_seed(c.seed, FISHER_LABEL_STREAM)) for c in self.runs
         ] if "fisher_w" in self.state else []
+
+    def _stream_seeds(self, stream: int) -> Tensor:
+        """Every run's seed of its ``stream``, ``(R,)`` int64."""
+        return torch.tensor([derived_seed(c.seed, stream) for c in self.runs], dtype=torch.int64, device=self.device)
 
     def _uniform(self, shape: tuple[int, ...], bound: float, g: torch.Generator) -> Tensor:
         return torch.rand(shape, generator=g, device=self.device).mul_(2 * bound).sub_(bound)
@@ -390,39 +450,36 @@ class StochasticMLP:
         return bool(self.hp[flag].all())
 
     # ------------------------------------------------------------------ stochastic release
-    def draw_uniforms(self, generators: Sequence[torch.Generator] | None = None) -> list[Tensor] | None:
-        """One uniform number per synapse and run from each run's own generator (``None`` if deterministic).
+    def next_mask(self, evaluation: bool = False) -> tuple[Tensor, Tensor]:
+        """The stream seeds ``(R,)`` and the index of the next mask, of training or of ``evaluation``,
+        and advance that stream by one mask."""
+        seeds, drawn = (self.eval_mask_seeds, self.eval_masks_drawn) if evaluation else (self.mask_seeds, self.masks_drawn)
+        draw = drawn.clone()
+        drawn += 1
+        return seeds, draw
 
-        Release happens where the number is below :math:`p` (:func:`release_scales`).
-        """
+    def ghost_release(self) -> list[Tensor | None]:
+        """Per layer, the release probability that differs from :math:`p` (ghost runs), else ``None``."""
+        return release_probabilities(self.probs, self.hp) if self.any_run("ghost") else [None] * self.n_layers
+
+    def transmitted(self, evaluation: bool = False, compile: bool = False) -> list[Tensor]:
+        """Weights transmitted with the next release mask of training (or of ``evaluation``),
+        :math:`r\\bar w / p`; a deterministic network transmits :math:`\\bar w` and draws nothing.
+
+        ``compile`` runs :func:`release_masks` through :func:`torch.compile` (the same bits)."""
         if not self.stochastic:
-            return None
-        gens = self.generators if generators is None else generators
-        uniforms = []
-        for p in self.probs:
-            u = torch.zeros_like(p)  # a deterministic run always releases and draws nothing
-            for r, (g, config) in enumerate(zip(gens, self.runs)):
-                if config.stochastic:
-                    u[r].uniform_(generator=g)
-            uniforms.append(u)
-        return uniforms
-
-    def transmitted(self, generators: Sequence[torch.Generator] | None = None) -> list[Tensor]:
-        """Weights transmitted in one stochastic pass, :math:`r\\,\\bar w / p` (:math:`\\bar w` if deterministic)."""
-        uniforms = self.draw_uniforms(generators)
-        if uniforms is None:
             return self.weights
-        release = release_probabilities(self.probs, self.hp) if self.any_run("ghost") else [None] * self.n_layers
-        return [w * release_scales(u, p, q) for w, u, p, q in zip(self.weights, uniforms, self.probs, release)]
+        return compiled_or_eager(release_masks, self.weights, self.probs, self.ghost_release(),
+                                 *self.next_mask(evaluation), compile=compile)[0]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """:func:`mlp_forward` with this network's biases; ``weights`` default to :math:`\\bar w`."""
         return mlp_forward(x, self.weights if weights is None else weights, self.biases)
 
-    def sample_pass(self, x: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, list[Tensor]]:
-        """One stochastic forward pass (one release mask for all of ``x``), as used for evaluation."""
-        return self.forward(x, self.transmitted(generators))
+    def sample_pass(self, x: Tensor, compile: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """One stochastic forward pass with the next evaluation mask (one mask for all of ``x``)."""
+        return self.forward(x, self.transmitted(evaluation=True, compile=compile))
 
     # ------------------------------------------------------------------ task boundaries
     @torch.no_grad()

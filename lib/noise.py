@@ -1,13 +1,14 @@
-"""Counter-based standard normal numbers: the n-th number of a stream is a function of (seed, n) alone.
+"""Counter-based random numbers: the n-th number of a stream is a function of (seed, n) alone.
 
 A stream is SplitMix64 (Steele, Lea & Flood 2014; the generator that seeds ``xoshiro``), whose n-th
 64-bit output is a bijective mix of ``seed + n * 0x9E3779B97F4A7C15``; Box and Muller (1958) turn
 the two 24-bit halves :math:`u_1 \\in (0, 1]`, :math:`u_2 \\in [0, 1)` of each output into one normal
-number :math:`z = \\sqrt{-2\\ln u_1}\\,\\cos(2\\pi u_2)`. Because a number depends on its position only,
-any block of a stream is written as element-wise tensor arithmetic: under :func:`torch.compile` it
-becomes one vectorised, multi-threaded loop fused with whatever uses the numbers, instead of a
-sequential generator filling a buffer. Integer products wrap modulo :math:`2^{64}` in the int64 dtype,
-as SplitMix64 requires.
+number :math:`z = \\sqrt{-2\\ln u_1}\\,\\cos(2\\pi u_2)` (BGD's noise, :mod:`lib.bgd`), and the top 24
+bits of an output are one uniform number :math:`u \\in [0, 1)` (the release masks, :mod:`lib.model`).
+Because a number depends on its position only, any block of a stream is written as element-wise
+tensor arithmetic: under :func:`torch.compile` it becomes one vectorised, multi-threaded loop fused
+with whatever uses the numbers, instead of a sequential generator filling a buffer. Integer
+products wrap modulo :math:`2^{64}` in the int64 dtype, as SplitMix64 requires.
 """
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ def standard_normal(seed: Tensor | int, position: Tensor) -> Tensor:
     u1 = (_shift_right(bits, 40) + 1).float() * 2.0**-24
     u2 = (bits & 0xFFFFFF).float() * 2.0**-24
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2 * math.pi) * u2)
+
+
+def uniform(seed: Tensor | int, position: Tensor) -> Tensor:
+    """Float32 :math:`U[0, 1)` numbers at the int64 ``position``\\ s of the stream ``seed``.
+
+    The top 24 bits of the SplitMix64 output, times :math:`2^{-24}`: every multiple of :math:`2^{-24}`
+    in :math:`[0, 1)` with equal probability, exactly representable in float32 (the resolution of
+    ``torch.rand`` in float32). ``seed`` broadcasts against ``position`` as in :func:`standard_normal`.
+    """
+    return _shift_right(splitmix64(seed, position), 40).float() * 2.0**-24

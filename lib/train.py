@@ -2,18 +2,18 @@
 
 One training step of every run (authors' ``_train_step_ddc``, spec 1.3):
 
-1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p`;
+1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p` (counter-based streams,
+   :func:`lib.model.release_masks`, computed inside the compiled step);
 2. mean cross-entropy of the mini-batch and its gradient :math:`g = \\partial L/\\partial \\bar w`
    (the gradient on the sampled sub-network, :math:`(r/p)\\,\\partial L/\\partial w`);
 3. (modulated) SGD on :math:`\\bar w` (eq. 5) with the current :math:`p`;
 4. release-probability update from the same gradient (eq. 4).
 
-Runs never interact: each has its own generator for initialisation, mini-batch order and masks.
+Runs never interact: each has its own generator for initialisation and mini-batch order, and its
+own streams of masks.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 import warnings
@@ -26,8 +26,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .metrics import cross_entropy, mutual_information, soft_confusion
+from .compilation import compile_worthwhile, compiled_or_eager
 from .model import (ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, mlp_backward, mlp_forward,
-                    release_probabilities, release_scales)
+                    release_masks, release_probabilities)
 from .plasticity import adam_step, learning_rate_factor, sgd_step, update_release_probability
 from .tasks import Benchmark, Task
 
@@ -81,16 +82,20 @@ def _step(
     weights: list[Tensor],
     biases: list[Tensor],
     probs: list[Tensor],
-    uniforms: list[Tensor] | None,
+    mask_seeds: Tensor,
+    draw: Tensor,
     x: Tensor,
     y: Tensor,
     hp: dict[str, Tensor],
     state: dict[str, list[Tensor]],
 ) -> Tensor:
-    """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place)."""
-    release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
-    scales = [release_scales(u, p, q) for u, p, q in zip(uniforms, probs, release)] if uniforms is not None else None
-    transmitted = [w * s for w, s in zip(weights, scales)] if scales is not None else weights
+    """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place);
+    a stochastic network's release mask is mask ``draw`` of the runs' streams ``mask_seeds``."""
+    if plan.stochastic:
+        release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
+        transmitted, scales = release_masks(weights, probs, release, mask_seeds, draw)
+    else:
+        transmitted, scales = weights, None
     logits, inputs = mlp_forward(x, transmitted, biases)
     loss, dlogits = cross_entropy(logits, y)
     grads_w, grads_b = mlp_backward(dlogits, inputs, transmitted)
@@ -127,37 +132,6 @@ def _step(
     return loss
 
 
-COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
-_compiled: dict[Callable, Callable] = {}
-_compile_failed = False
-
-
-def compile_available() -> bool:
-    """Whether :func:`torch.compile` may be used: on CUDA, or on a CPU with a C++ compiler."""
-    if _compile_failed or os.environ.get("PRESYN_COMPILE", "1") == "0":
-        return False
-    return torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
-
-
-def compiled_or_eager(function: Callable, *args, compile: bool = True):
-    """``function(*args)``, through :func:`torch.compile` when ``compile`` is set.
-
-    Each function is compiled once. If compiling or running the compiled code fails (a missing or
-    broken compiler), a warning says so, and this and every later call runs eagerly: a compiler
-    problem never stops training.
-    """
-    global _compile_failed
-    if compile and not _compile_failed:
-        if function not in _compiled:
-            _compiled[function] = torch.compile(function, dynamic=False)
-        try:
-            return _compiled[function](*args)
-        except Exception as err:
-            _compile_failed = True
-            warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
-    return function(*args)
-
-
 def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None = None, compile: bool = False) -> Tensor:
     """One SGD + release-probability step of every run on its own mini-batch; returns the loss ``(R,)``.
 
@@ -166,7 +140,7 @@ def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None =
     times faster on the CPU; :func:`compiled_or_eager`).
     """
     plan = plan or StepPlan.of(net)
-    args = (plan, net.weights, net.biases, net.probs, net.draw_uniforms(), x, y, net.hp, net.state)
+    args = (plan, net.weights, net.biases, net.probs, *net.next_mask(), x, y, net.hp, net.state)
     return compiled_or_eager(_step, *args, compile=compile)
 
 
@@ -208,7 +182,7 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    net: StochasticMLP, x: Tensor, y: Tensor, *, n_samples: int = 10, mask_batch: int = 100
+    net: StochasticMLP, x: Tensor, y: Tensor, *, n_samples: int = 10, mask_batch: int = 100, compile: bool = False
 ) -> Evaluation:
     """Accuracy, mutual information (bits) and activity energy of every run on one test set.
 
@@ -218,9 +192,10 @@ def evaluate(
     is the summed post-ReLU activation of all hidden units per example, averaged over passes and
     examples (Appendix). Every run goes through the same passes, deterministic ones too, so that a
     run's numbers do not depend on the runs evaluated with it. Masks come from the runs' evaluation
-    generators, so evaluation never changes the course of training. A network without stochastic
-    runs computes its (identical) pass once and adds it ``n_samples`` times: the same sums, in the
-    same order, at a tenth of the cost.
+    streams, so evaluation never changes the course of training; ``compile`` draws them with a
+    compiled kernel (the same bits, faster). A network without stochastic runs computes its
+    (identical) pass once and adds it ``n_samples`` times: the same sums, in the same order, at a
+    tenth of the cost.
     """
     x, y = x.to(net.device), y.to(net.device)
     n_classes = net.sizes[-1]
@@ -235,7 +210,7 @@ def evaluate(
             if repeat and s > 0:
                 probs, active = first_pass[k]
             else:
-                logits, inputs = net.sample_pass(x[start:start + chunk], net.eval_generators)
+                logits, inputs = net.sample_pass(x[start:start + chunk], compile=compile)
                 probs, active = torch.softmax(logits, dim=-1), sum(h.sum((1, 2)) for h in inputs[1:])
                 if repeat:
                     first_pass.append((probs, active))
@@ -299,10 +274,11 @@ def fit(
     Each epoch visits the task's training set in a fresh random order per run and drops the last
     incomplete mini-batch (as the authors' loaders do). After every epoch (``eval_every="epoch"``),
     every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
-    :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone). ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record
-    histograms). ``progress`` shows a progress bar (default: only on a terminal). ``compile``
-    fuses the training step with :func:`torch.compile` (default: when available and the run is
-    long enough to repay the compilation, about 10-30 s per new shape on the CPU; the environment
+    :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone).
+    ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record histograms).
+    ``progress`` shows a progress bar (default: only on a terminal). ``compile`` fuses the training
+    step and the evaluation masks with :func:`torch.compile` (default:
+    :func:`lib.compilation.compile_worthwhile` for the run's number of steps; the environment
     variable ``PRESYN_COMPILE=0`` switches it off).
 
     ``step(x, y)`` replaces the presynaptic training step by another learning rule (e.g. BGD's);
@@ -332,7 +308,7 @@ def fit(
     plan = StepPlan.of(net)
     total_steps = epochs * sum(sampler.examples(t) // batch_size for t in range(len(tasks)))
     if compile is None:
-        compile = step is None and compile_available() and total_steps >= COMPILE_MIN_STEPS
+        compile = step is None and compile_worthwhile(total_steps)
     if step is None:
         def step(x: Tensor, y: Tensor) -> Tensor:
             return train_step(net, x, y, plan, compile)
@@ -361,7 +337,8 @@ def fit(
             if eval_every == "epoch" or (eval_every == "task" and last_epoch) or (
                 eval_every == "end" and last_epoch and t == len(tasks) - 1
             ):
-                evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch) for u in eval_tasks]
+                evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch, compile=compile)
+                         for u in eval_tasks]
                 hist.eval_points.append((t, epoch))
                 for key in ("accuracy", "mutual_information", "activity"):
                     records[key].append(np.stack([getattr(e, key) for e in evals], axis=1))

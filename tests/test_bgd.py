@@ -102,7 +102,7 @@ def test_training_learns_and_shrinks_sigma_of_informative_weights():
     losses = torch.cat([net.train_step(x[:, i:i + 32], y[:, i:i + 32]) for i in range(0, 1600, 32)])
     assert losses[-5:].mean() < 0.25 * losses[:5].mean()
     test_x, test_y = x[0, 1600:], y[0, 1600:]
-    probs = sum(torch.softmax(net.sample_pass(test_x, net.eval_generators)[0], -1) for _ in range(10))
+    probs = sum(torch.softmax(net.sample_pass(test_x)[0], -1) for _ in range(10))
     assert (probs.argmax(-1) == test_y).float().mean().item() > 0.9
     first = net.weight_std[0]
     assert torch.all(first[..., 5:] == 0.05)
@@ -121,11 +121,11 @@ def test_runs_trained_together_equal_runs_trained_alone():
         loss = together.train_step(x[:, batch], y[:, batch])
         for r, net in enumerate(alone):
             assert torch.equal(net.train_step(x[r:r + 1, batch], y[r:r + 1, batch]), loss[r:r + 1])
-    logits_together = together.sample_pass(x[0], together.eval_generators)[0]
+    logits_together = together.sample_pass(x[0])[0]
     for r, net in enumerate(alone):
         for a, b in zip(state(together), state(net)):
             assert torch.equal(a[r:r + 1], b)
-        assert torch.equal(net.sample_pass(x[0], net.eval_generators)[0], logits_together[r:r + 1])
+        assert torch.equal(net.sample_pass(x[0])[0], logits_together[r:r + 1])
 
 
 def test_means_are_the_base_network_and_sigma_starts_at_std_init():
@@ -205,7 +205,7 @@ def test_evaluation_averages_fresh_parameter_samples_in_every_pass():
     prob_sum = torch.zeros(1, 60, SIZES[-1])
     for _ in range(4):
         for start in range(0, 60, 20):
-            logits, _ = fresh.sample_pass(x[start:start + 20], fresh.eval_generators)
+            logits, _ = fresh.sample_pass(x[start:start + 20])
             prob_sum[:, start:start + 20] += torch.softmax(logits, -1)
     assert net.stochastic
     assert fast.accuracy.tolist() == (prob_sum.argmax(-1) == y).float().mean(1).tolist()

@@ -12,7 +12,9 @@ from lib.model import (
     mlp_backward,
     mlp_forward,
     presynaptic,
+    release_masks,
     release_scales,
+    release_uniforms,
 )
 
 
@@ -60,8 +62,9 @@ def test_bias_modes():
 
 def test_deterministic_network_draws_no_masks():
     net = StochasticMLP([5, 4], [deterministic()])
-    assert not net.stochastic and net.draw_uniforms() is None
-    assert net.transmitted() is net.weights
+    assert not net.stochastic
+    assert net.transmitted() is net.weights and net.masks_drawn.item() == 0
+    assert "release_masks" not in deterministic().describe()  # its key does not depend on the generator
     assert torch.all(net.probs[0] == 1.0)
     fixed = StochasticMLP([5, 4], [fixed_release(0.4)])
     assert fixed.stochastic and torch.allclose(fixed.probs[0], torch.tensor(0.4))
@@ -127,3 +130,49 @@ def test_invalid_architectures_are_rejected():
         StochasticMLP([784], [presynaptic()])
     with pytest.raises(ValueError, match="run"):
         StochasticMLP([4, 2], [])
+
+
+def test_mask_numbers_depend_on_the_run_seed_and_the_draw_only():
+    shapes = [torch.Size((5, 6)), torch.Size((3, 5))]
+    both = release_uniforms(torch.tensor([7, 8]), torch.tensor(4), shapes)
+    alone = release_uniforms(torch.tensor([8]), torch.tensor(4), shapes)
+    assert all(torch.equal(a[1:], b) for a, b in zip(both, alone))
+    # mask t of a run is the block [tP, (t + 1)P) of its stream, layers one after the other
+    flat = torch.cat([u[0].flatten() for u in both])
+    assert torch.equal(flat, release_uniforms(torch.tensor([7]), torch.tensor(0), [torch.Size((4 * 45 + 45,))])[0][0, 4 * 45:])
+
+
+def test_successive_masks_and_runs_are_independent():
+    n = 200_000
+    first, second = (release_uniforms(torch.tensor([1, 2]), torch.tensor(t), [torch.Size((n,))])[0] for t in (0, 1))
+    for x, y in ((first[0], second[0]), (first[0], first[1])):  # steps, runs
+        assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 5 / math.sqrt(n)
+
+
+def test_training_and_evaluation_masks_advance_their_own_streams():
+    net = StochasticMLP([6, 5, 3], [presynaptic(seed=0)])
+    a = net.transmitted()
+    e = net.transmitted(evaluation=True)
+    b = net.transmitted()
+    assert net.masks_drawn.item() == 2 and net.eval_masks_drawn.item() == 1
+    assert not torch.equal(a[0], b[0]) and not torch.equal(a[0], e[0])
+    fresh = StochasticMLP([6, 5, 3], [presynaptic(seed=0)])
+    assert torch.equal(fresh.transmitted(evaluation=True)[0], e[0])  # however much training drew before
+
+
+def test_compiled_masks_equal_eager_masks_bit_for_bit():
+    from lib.compilation import compile_available
+
+    if not compile_available():
+        pytest.skip("torch.compile is not available here")
+    net = StochasticMLP([30, 20, 4], [presynaptic(seed=3), fixed_release(0.4, seed=4), deterministic(seed=5)])
+    args = (net.weights, net.probs, [None, None], net.mask_seeds, torch.tensor(17))
+    eager = release_masks(*args)
+    compiled = torch.compile(release_masks, dynamic=False)(*args)
+    assert all(torch.equal(a, b) for a, b in zip(eager[0] + eager[1], compiled[0] + compiled[1]))
+    assert torch.equal(eager[0][0][2], net.weights[0][2])  # a deterministic run always releases, r/p = 1
+
+
+def test_stochastic_descriptions_name_the_mask_generator():
+    assert presynaptic().describe()["release_masks"] == "splitmix64"
+    assert fixed_release(0.4).describe()["release_masks"] == "splitmix64"

@@ -1,10 +1,10 @@
-"""Counter-based normal numbers: SplitMix64 bit for bit, the normal distribution, independence."""
+"""Counter-based numbers: SplitMix64 bit for bit, the normal and uniform distributions, independence."""
 import math
 
 import pytest
 import torch
 
-from lib.noise import splitmix64, standard_normal
+from lib.noise import splitmix64, standard_normal, uniform
 
 MASK = (1 << 64) - 1
 
@@ -65,7 +65,7 @@ def test_a_number_depends_on_its_seed_and_position_only():
 
 
 def test_compiled_numbers_match_eager_ones():
-    from lib.train import compile_available
+    from lib.compilation import compile_available
 
     if not compile_available():
         pytest.skip("torch.compile is not available here")
@@ -74,3 +74,32 @@ def test_compiled_numbers_match_eager_ones():
     assert torch.equal(bits, splitmix64(torch.tensor(9), position))  # integer products wrap alike
     compiled = torch.compile(standard_normal, dynamic=False)(torch.tensor(9), position)
     assert torch.allclose(compiled, standard_normal(torch.tensor(9), position), atol=1e-5)
+
+
+def test_uniform_numbers_are_uniform_on_the_24_bit_grid():
+    n = 2_000_000
+    u = uniform(torch.tensor(42), torch.arange(n)).double()
+    assert u.min() >= 0 and u.max() < 1
+    assert torch.equal(u * 2**24, (u * 2**24).round())  # multiples of 2^-24, exact in float32
+    assert abs(u.mean().item() - 0.5) < 4 * math.sqrt(1 / 12 / n)
+    assert abs(u.var().item() - 1 / 12) < 4 * math.sqrt(1 / 180 / n)  # Var of (u - 1/2)^2 is 1/180
+    s = u.sort().values
+    ks = torch.maximum(torch.arange(1, n + 1) / n - s, s - torch.arange(n) / n).max().item()
+    assert ks < 1.95 / math.sqrt(n)  # Kolmogorov-Smirnov at p = 0.001
+
+
+def test_uniform_neighbours_and_streams_are_uncorrelated():
+    n = 1_000_000
+    a = uniform(11, torch.arange(n + 1))
+    b = uniform(12, torch.arange(n))
+    for x, y in ((a[:-1], a[1:]), (a[:-1], b)):
+        assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 5 / math.sqrt(n)
+
+
+def test_compiled_uniforms_match_eager_ones_bit_for_bit():
+    from lib.compilation import compile_available
+
+    if not compile_available():
+        pytest.skip("torch.compile is not available here")
+    position = torch.arange(10_007)
+    assert torch.equal(torch.compile(uniform, dynamic=False)(torch.tensor(5), position), uniform(torch.tensor(5), position))

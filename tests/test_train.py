@@ -5,7 +5,8 @@ import torch
 
 from lib.model import StochasticMLP, deterministic, fixed_release, presynaptic
 from lib.tasks import Benchmark, Task
-from lib.train import compile_available, evaluate, fit, train_step
+from lib.compilation import compile_available
+from lib.train import evaluate, fit, train_step
 
 SIZES = [8, 64, 64, 3]
 
@@ -143,7 +144,7 @@ def test_compiled_step_matches_eager_step(two_tasks):
 
 
 def test_a_failing_compiler_warns_once_and_training_goes_on_eagerly(monkeypatch):
-    from lib import train as engine
+    from lib import compilation as engine
 
     def broken_compile(function, **kwargs):
         def compiled(*args):
@@ -167,8 +168,18 @@ def test_a_deterministic_network_is_evaluated_once_with_the_same_sums():
     prob_sum, activity = torch.zeros(2, 125, 3), torch.zeros(2)
     for _ in range(5):
         for start in range(0, 125, 40):
-            logits, inputs = net.sample_pass(task.test_x[start:start + 40], net.eval_generators)
+            logits, inputs = net.sample_pass(task.test_x[start:start + 40])
             prob_sum[:, start:start + 40] += torch.softmax(logits, -1)
             activity += sum(h.sum((1, 2)) for h in inputs[1:])
     assert np.array_equal(fast.accuracy, (prob_sum.argmax(-1) == task.test_y).float().mean(1).numpy())
     assert np.array_equal(fast.activity, (activity / (5 * 125)).numpy())
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler on the CPU")
+def test_compiled_evaluation_draws_the_same_masks(two_tasks):
+    task = two_tasks.tasks[0]
+    nets = [StochasticMLP(SIZES, RUNS) for _ in range(2)]
+    eager, compiled = (evaluate(net, task.test_x, task.test_y, n_samples=3, mask_batch=40, compile=c)
+                       for net, c in zip(nets, (False, True)))
+    np.testing.assert_array_equal(eager.accuracy, compiled.accuracy)
+    np.testing.assert_allclose(eager.activity, compiled.activity, rtol=1e-6)

@@ -1,0 +1,48 @@
+"""When the training and evaluation kernels go through :func:`torch.compile`: decided here, once.
+
+Compiling fuses the element-wise work of a step (the release masks, eqs. 4-5, BGD's noise) into a
+few multi-threaded loops, several times faster on the CPU, at a cost of about 10-30 s per new shape.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from typing import Callable
+
+import torch
+
+COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
+_compiled: dict[Callable, Callable] = {}
+_compile_failed = False
+
+
+def compile_available() -> bool:
+    """Whether :func:`torch.compile` may be used: on CUDA, or on a CPU with a C++ compiler."""
+    if _compile_failed or os.environ.get("PRESYN_COMPILE", "1") == "0":
+        return False
+    return torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def compiled_or_eager(function: Callable, *args, compile: bool = True):
+    """``function(*args)``, through :func:`torch.compile` when ``compile`` is set.
+
+    Each function is compiled once. If compiling or running the compiled code fails (a missing or
+    broken compiler), a warning says so, and this and every later call runs eagerly: a compiler
+    problem never stops training.
+    """
+    global _compile_failed
+    if compile and not _compile_failed:
+        if function not in _compiled:
+            _compiled[function] = torch.compile(function, dynamic=False)
+        try:
+            return _compiled[function](*args)
+        except Exception as err:
+            _compile_failed = True
+            warnings.warn(f"torch.compile failed ({type(err).__name__}); training continues without it")
+    return function(*args)
+
+
+def compile_worthwhile(steps: int) -> bool:
+    """Whether a computation of ``steps`` calls of a compiled kernel repays the compilation."""
+    return compile_available() and steps >= COMPILE_MIN_STEPS
