@@ -199,8 +199,9 @@ class BayesianMLP(StochasticMLP):
     """R independent BGD runs of one ReLU MLP, batched with a leading run axis.
 
     The inherited ``weights`` and ``biases`` are the means :math:`\\mu` (initialised as each run's
-    ``mean_init`` says, :class:`BGDConfig`), so every summary of :class:`StochasticMLP` applies to them (e.g. the synaptic
-    energy :math:`\\sum|\\mu|`); the base network is deterministic (:math:`p = 1`, learned biases).
+    ``mean_init`` says, :class:`BGDConfig`), so every summary of :class:`StochasticMLP` applies to them
+    (e.g. the synaptic energy :math:`\\sum|\\mu|`); the base network is deterministic (:math:`p = 1`,
+    learned biases).
 
     Attributes (besides those of :class:`StochasticMLP`):
         bgd_runs: the :class:`BGDConfig` of every run (``runs`` holds the deterministic base configs).

@@ -197,9 +197,9 @@ def random_search(
     (:data:`PROTOCOL_FIELDS`) replace those of ``protocol`` for their trial; the trials of each
     protocol train in batches of at most ``max_batch`` runs (:func:`lib.continual.run_specs`), each
     batch stored as soon as it is done; after every batch, ``on_stored(done, total)`` is told how many
-    of the ``total`` runs not stored before are done. With
-    ``train=False`` runs not yet stored come back with ``average = nan``. ``cache`` and ``benchmark``
-    are those of :func:`lib.continual.run_specs` (tests on synthetic tasks).
+    of the ``total`` runs not stored before are done. With ``train=False`` runs not yet stored come back
+    with ``average = nan``. ``cache`` and ``benchmark`` are those of :func:`lib.continual.run_specs`
+    (tests on synthetic tasks).
     """
     space = default_space(method) if space is None else space
     if type(space) is not type(default_space(method)):
