@@ -1,4 +1,4 @@
-"""Command line of the library: ``python -m lib data|energy|lifelong|reproduce|compare ...``."""
+"""Command line of the library: ``python -m lib data|energy|lifelong|reproduce|compare|search ...``."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,7 @@ COMMANDS = {
     "lifelong": "continual learning of one method on one benchmark (Fig. 4, Appendix table) as JSON",
     "reproduce": "train every run of the book not stored yet, several processes at once (resumable)",
     "compare": "how many runs of a second results folder equal the stored ones, bit for bit",
+    "search": "random search of a method's settings on one benchmark, trials best first (resumable)",
 }
 
 
@@ -22,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cli_data import main as data_main
 
         return data_main(argv[1:])
-    from .cli_experiments import compare_main, energy_main, lifelong_main, reproduce_main
+    from .cli_experiments import compare_main, energy_main, lifelong_main, reproduce_main, search_main
 
-    commands = {"energy": energy_main, "lifelong": lifelong_main, "reproduce": reproduce_main, "compare": compare_main}
+    commands = {"energy": energy_main, "lifelong": lifelong_main, "reproduce": reproduce_main, "compare": compare_main,
+                "search": search_main}
     return commands[argv[0]](argv[1:])
 
 

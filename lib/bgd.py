@@ -28,20 +28,21 @@ sequential generator filling a buffer first, which cost as much as a third of th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
 
-from .metrics import cross_entropy
 from .compilation import compiled_or_eager
-from .model import (BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP, backprop, derived_seed, deterministic,
-                    mlp_forward, run_matmul)
+from .metrics import cross_entropy
+from .model import (BGD_MEAN_INIT_STREAM, BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP, backprop,
+                    derived_seed, deterministic, mlp_forward, run_matmul)
 from .noise import standard_normal
 
 
 TRAINING_NOISE = "splitmix64 box-muller"  # the stream of :func:`training_noise` (lib.noise)
+MeanInit = Literal["torch", "reference"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,12 +55,22 @@ class BGDConfig:
         mean_eta: :math:`\\eta`, the scale of the mean's step :math:`\\eta\\sigma^2`.
         mc_samples: K, Monte-Carlo samples of :math:`\\theta` per training step (equal for all runs
             of one network).
+        mean_init: how :math:`\\mu` starts. ``"torch"``: PyTorch's ``nn.Linear`` default,
+            :math:`U(-1/\\sqrt{n_{in}}, 1/\\sqrt{n_{in}})` for weights and biases. ``"reference"``: as the
+            reference code ``igolan/bgd`` (its default ``init_params``; the means start at the model's
+            initial parameters): Xavier-normal weights :math:`\\mathcal N(0, 2/(n_{in} + n_{out}))` and biases
+            :math:`\\mathcal N(0, 2/(1 + n_{out}))`, for a layer of :math:`n_{in}` inputs and :math:`n_{out}` units.
     """
 
     seed: int = 0
     std_init: float
     mean_eta: float = 1.0
     mc_samples: int = 10
+    mean_init: MeanInit = "torch"
+
+    # Fields added after the first results were stored: they enter a run's description (and so its
+    # cache key) only when they differ from their default, which keeps earlier keys valid.
+    LATER_FIELDS = ("mean_init",)
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,13 +80,17 @@ class BGDConfig:
             problems.append(f"mean_eta={self.mean_eta} must be positive and finite")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
             problems.append(f"mc_samples={self.mc_samples!r} must be a positive integer")
+        if self.mean_init not in ("torch", "reference"):
+            problems.append(f"mean_init={self.mean_init!r} must be 'torch' or 'reference'")
         if problems:
             raise ValueError("invalid BGDConfig: " + "; ".join(problems))
 
     def describe(self) -> dict:
         """The run's settings as a plain dict (for cache keys and result files), with the generator of
         its training noise: runs drawn from another generator are other runs."""
-        return {**asdict(self), "training_noise": TRAINING_NOISE}
+        defaults = {f.name: f.default for f in fields(self)}
+        settings = {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
+        return {**settings, "training_noise": TRAINING_NOISE}
 
 
 # The authors' final BGD comparison (spec 4.5, ``exp_comparison.sh`` of their BGD fork): 2x200 hidden
@@ -184,9 +199,10 @@ def bgd_step(
 class BayesianMLP(StochasticMLP):
     """R independent BGD runs of one ReLU MLP, batched with a leading run axis.
 
-    The inherited ``weights`` and ``biases`` are the means :math:`\\mu` (initialised as PyTorch's
-    ``nn.Linear``), so every summary of :class:`StochasticMLP` applies to them (e.g. the synaptic
-    energy :math:`\\sum|\\mu|`); the base network is deterministic (:math:`p = 1`, learned biases).
+    The inherited ``weights`` and ``biases`` are the means :math:`\\mu` (initialised as each run's
+    ``mean_init`` says, :class:`BGDConfig`), so every summary of :class:`StochasticMLP` applies to them
+    (e.g. the synaptic energy :math:`\\sum|\\mu|`); the base network is deterministic (:math:`p = 1`,
+    learned biases).
 
     Attributes (besides those of :class:`StochasticMLP`):
         bgd_runs: the :class:`BGDConfig` of every run (``runs`` holds the deterministic base configs).
@@ -207,6 +223,9 @@ class BayesianMLP(StochasticMLP):
             raise ValueError(f"all runs of one network need the same mc_samples, got {sorted(samples)}")
         super().__init__(sizes, [deterministic(seed=c.seed, bias="learned") for c in runs], device)
         self.bgd_runs = runs
+        for r, config in enumerate(runs):
+            if config.mean_init == "reference":
+                self._initialise_means_as_reference(r)
         self.mc_samples = samples.pop()
         std_init = torch.tensor([c.std_init for c in runs], dtype=torch.float32, device=self.device)
         self.weight_std = [std_init[:, None, None].expand_as(w).clone() for w in self.weights]
@@ -221,6 +240,16 @@ class BayesianMLP(StochasticMLP):
         ]
         self.steps_taken = torch.zeros((), dtype=torch.int64, device=self.device)
         self.compile = compile
+
+    def _initialise_means_as_reference(self, run: int) -> None:
+        """Draw run ``run``'s means as the reference code does (``mean_init="reference"``), layer by layer,
+        weights then biases, from a stream of the run's own: its mini-batch order stays that of the
+        ``"torch"`` initialisation, and its numbers never depend on the other runs."""
+        g = torch.Generator(self.device).manual_seed(derived_seed(self.bgd_runs[run].seed, BGD_MEAN_INIT_STREAM))
+        for w, b in zip(self.weights, self.biases):
+            fan_out, fan_in = w.shape[1:]
+            w[run].normal_(0.0, math.sqrt(2 / (fan_in + fan_out)), generator=g)
+            b[run].normal_(0.0, math.sqrt(2 / (1 + fan_out)), generator=g)
 
     def _sample_parameters(self, generators: Sequence[torch.Generator]) -> tuple[list[Tensor], list[Tensor]]:
         """One draw :math:`\\theta = \\mu + \\sigma\\varepsilon` of every run's weights and biases.

@@ -1,8 +1,9 @@
-"""``python -m lib energy``: the runs of the energy experiment (Fig. 1) from the command line."""
+"""``python -m lib energy|lifelong|reproduce|compare|search``: the experiments from the command line."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -137,4 +138,50 @@ def compare_main(argv: list[str]) -> int:
     print(describe_agreement(agreements))
     if args.save:
         save_agreement(args.save, agreements)
+    return 0
+
+
+def search_main(argv: list[str]) -> int:
+    """``python -m lib search``: random search of a method's settings on one benchmark, trials best first."""
+    from .continual import LIFELONG_BENCHMARKS, LifelongProtocol
+    from .search import TRIALS_PER_BATCH, default_space, describe_trials, random_search
+
+    parser = argparse.ArgumentParser(prog="python -m lib search",
+                                     description="random search of a method's settings (resumes from the stored trials)")
+    parser.add_argument("--method", required=True, help="presynaptic, an ablation of Fig. 5a, ewc or bgd")
+    parser.add_argument("--benchmark", required=True, help=f"one of: {', '.join(LIFELONG_BENCHMARKS)}")
+    parser.add_argument("--trials", type=_positive, required=True, help="settings drawn at random")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws of the settings")
+    parser.add_argument("--run-seed", type=int, default=0, help="seed of every trial's run")
+    parser.add_argument("--epochs", type=_positive, default=10, help="epochs per task")
+    parser.add_argument("--subset", type=_positive, default=None, help="training and test examples per task to keep")
+    parser.add_argument("--max-batch", type=_positive, default=TRIALS_PER_BATCH,
+                        help="runs trained together; each batch is stored when it is done")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the trials to this file")
+    args = parser.parse_args(argv)
+    try:  # unknown names: the library's one-line error, which lists the valid ones
+        protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
+        default_space(args.method)
+    except ValueError as err:
+        parser.error(str(err))
+    options = dict(method=args.method, seed=args.seed, run_seed=args.run_seed, max_batch=args.max_batch)
+    stored = random_search(protocol, args.trials, train=False, **options)
+    missing = sum(math.isnan(row["average"]) for row in stored)
+    print(f"search: {args.method} on {args.benchmark}, {len(stored)} runs ({args.trials} trials and the method's "
+          f"own settings), {len(stored) - missing} stored, {missing} to train in batches of {args.max_batch}",
+          file=sys.stderr)
+
+    def report(done: int, total: int) -> None:
+        print(f"search: {done} of {total} runs trained and stored", file=sys.stderr)
+
+    try:
+        rows = random_search(protocol, args.trials, on_stored=report, **options)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(describe_trials(rows))
+    if args.json:
+        payload = {"config": {"protocol": asdict(protocol), **options, "trials": args.trials}, "trials": rows}
+        write_atomic(args.json, json.dumps(payload, indent=1).encode())
+        print(f"wrote {len(rows)} runs to {args.json}", file=sys.stderr)
     return 0

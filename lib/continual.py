@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -97,7 +97,10 @@ def check_method(method: str) -> None:
 
 
 def method_run(method: str, benchmark: str, seed: int, **overrides) -> SynapseConfig | BGDConfig:
-    """The run of ``method`` on ``benchmark`` with ``seed``; ``overrides`` replace any setting."""
+    """The run of ``method`` on ``benchmark`` with ``seed``; ``overrides`` replace any setting of the run's
+    config (:class:`~lib.model.SynapseConfig` or, for ``bgd``, :class:`~lib.bgd.BGDConfig`), e.g. for
+    ``ewc`` its ``optimizer``, ``lr``, ``ewc_lambda``, ``ewc_mode`` and ``ewc_gamma``, for ``bgd`` its
+    ``std_init``, ``mean_eta`` and ``mean_init``."""
     check_method(method)
     fam = family(benchmark)
     if method == "bgd":
@@ -206,7 +209,7 @@ class RunSpec:
 
     method: str
     seed: int
-    overrides: tuple[tuple[str, float], ...] = ()
+    overrides: tuple[tuple[str, float | str], ...] = ()
 
 
 def chapter_specs(
@@ -233,15 +236,21 @@ def chapter_specs(
 
 def run_specs(
     protocol: LifelongProtocol, specs: Sequence[RunSpec], *, cache: bool = True, progress: bool | None = None,
-    benchmark: Benchmark | None = None, train: bool = True,
+    benchmark: Benchmark | None = None, train: bool = True, max_batch: int | None = None,
+    on_stored: Callable[[int, int], None] | None = None,
 ) -> list[dict | None]:
     """The result of every spec, training those not in ``results/lifelong``.
 
     Runs that can share a network (same class, optimiser and training data) train together as one
-    batch; each result is stored as soon as its batch finishes, so an interrupted sweep resumes.
+    batch, of at most ``max_batch`` runs (default: all of them); each result is stored as soon as its
+    batch finishes, so an interrupted sweep resumes from the batches done. A run's numbers do not
+    depend on the runs it is trained with, so ``max_batch`` changes the time a sweep takes, not its results.
+    After every batch, ``on_stored(done, total)`` is told how many of the ``total`` runs to train are done.
     ``benchmark`` replaces the protocol's data (tests on synthetic tasks; use with ``cache=False``).
     With ``train=False`` nothing is trained and runs not in the cache come back as ``None``.
     """
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+        raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
     runs = [method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)) for spec in specs]
     results: list[dict | None] = [
         load_cached("lifelong", run_config(protocol, spec.method, run)) if cache else None
@@ -254,13 +263,19 @@ def run_specs(
     if todo and train:
         bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
                                             subset=protocol.subset, device=default_device())
-        for members in todo.values():
+        batches = [group[start:start + (max_batch or len(group))] for group in todo.values()
+                   for start in range(0, len(group), max_batch or len(group))]
+        done, total = 0, sum(len(members) for members in batches)
+        for members in batches:
             fresh = _train_group(protocol, bench, [specs[k].method for k in members], [runs[k] for k in members],
                                  progress)
             for k, result in zip(members, fresh):
                 if cache:
                     store("lifelong", run_config(protocol, specs[k].method, runs[k]), result)
                 results[k] = result
+            done += len(members)
+            if on_stored is not None:
+                on_stored(done, total)
     return results
 
 

@@ -32,6 +32,7 @@ from .noise import uniform
 Bias = Literal["none", "frozen", "learned"]
 PStep = Literal["scaled", "constant"]
 Optimizer = Literal["sgd", "adam"]
+EWCMode = Literal["offline", "online"]
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
 ADAM_EPS = 1e-8
 MASK_GENERATOR = "splitmix64"  # the stream of the release masks (lib.noise), named in every stochastic run's description
@@ -43,6 +44,7 @@ FISHER_LABEL_STREAM = 2  # the labels EWC samples for its Fisher information (a 
 BGD_NOISE_STREAM = 3  # BGD's training noise (lib.noise.standard_normal)
 TRAINING_MASK_STREAM = 4  # release masks of training steps (lib.noise.uniform)
 EVALUATION_MASK_STREAM = 5  # release masks of test passes (lib.noise.uniform)
+BGD_MEAN_INIT_STREAM = 6  # BGD's initial means drawn as in its reference code (a torch.Generator)
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,17 @@ class SynapseConfig:
             normalisation :math:`r\\bar w / p` (authors' code, spec 4.4). ``None``: release with :math:`p`.
         optimizer: ``"sgd"`` (the presynaptic model, eq. 5) or ``"adam"`` (some of the authors'
             baselines; torch's Adam, L2 decay added to the gradient). All runs of one network share it.
-        ewc_lambda: strength :math:`\\lambda` of the elastic weight consolidation penalty
-            :math:`\\tfrac\\lambda2\\sum_{t}\\sum_i F^{(t)}_i(\\bar w_i - \\bar w^{(t)}_i)^2` over past tasks
-            (Kirkpatrick et al. 2017); 0 switches it off.
+        ewc_lambda: strength :math:`\\lambda` of the elastic weight consolidation penalty; 0 switches it off.
+        ewc_mode: ``"offline"``: one penalty per past task t, anchored at the parameters
+            :math:`\\bar w^{(t)}` that task ended with, :math:`\\tfrac\\lambda2\\sum_{t}\\sum_i F^{(t)}_i(\\bar w_i -
+            \\bar w^{(t)}_i)^2` (Kirkpatrick et al. 2017). ``"online"``: one penalty
+            :math:`\\tfrac\\lambda2\\sum_i F^*_i(\\bar w_i - \\bar w^*_i)^2` with a running Fisher information
+            :math:`F^* \\leftarrow \\gamma F^* + F^{(t)}` anchored at the parameters :math:`\\bar w^*` of the
+            latest task (online EWC of Schwarz et al. 2018, "Progress & Compress"). They weigh the penalty
+            by :math:`\\gamma F^*`; here, as in Avalanche's ``mode="online"``, by :math:`F^*`, so that online
+            and offline EWC agree after one task (the two differ by a factor :math:`\\gamma` in :math:`\\lambda`).
+        ewc_gamma: :math:`\\gamma \\in [0, 1]`, how much of the earlier tasks' Fisher information online EWC
+            keeps at each task boundary (1 keeps all of it); only for ``ewc_mode="online"``.
     """
 
     seed: int = 0
@@ -98,10 +108,12 @@ class SynapseConfig:
     release_p: float | None = None
     optimizer: Optimizer = "sgd"
     ewc_lambda: float = 0.0
+    ewc_mode: EWCMode = "offline"
+    ewc_gamma: float = 1.0
 
     # Fields added after the first results were stored: they enter a run's description (and so its
     # cache key) only when they differ from their default, which keeps earlier keys valid.
-    LATER_FIELDS = ("release_p", "optimizer", "ewc_lambda")
+    LATER_FIELDS = ("release_p", "optimizer", "ewc_lambda", "ewc_mode", "ewc_gamma")
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,6 +136,12 @@ class SynapseConfig:
             problems.append(f"release_p={self.release_p} must lie in (0, 1] or be None")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
+        if self.ewc_mode not in ("offline", "online"):
+            problems.append(f"ewc_mode={self.ewc_mode!r} must be 'offline' or 'online'")
+        if not 0 <= self.ewc_gamma <= 1:
+            problems.append(f"ewc_gamma={self.ewc_gamma} must lie in [0, 1]")
+        elif self.ewc_mode != "online" and self.ewc_gamma != 1:
+            problems.append(f"ewc_gamma={self.ewc_gamma} needs ewc_mode='online' (offline EWC keeps every task's penalty)")
         if problems:
             raise ValueError("invalid SynapseConfig: " + "; ".join(problems))
 
@@ -406,6 +424,8 @@ class StochasticMLP:
             "ghost": [float(c.release_p is not None) for c in self.runs],
             "release_p": [1.0 if c.release_p is None else c.release_p for c in self.runs],
             "ewc_lambda": [c.ewc_lambda for c in self.runs],
+            "ewc_online": [float(c.ewc_mode == "online") for c in self.runs],
+            "ewc_gamma": [c.ewc_gamma for c in self.runs],
         }
         hp = {k: torch.tensor(v, dtype=torch.float32, device=self.device)[:, None, None] for k, v in cols.items()}
         hp["bias_lr"] = (hp["lr"] * hp["learn_bias"])[:, :, 0]  # (R, 1), to broadcast over biases (R, out)
@@ -416,9 +436,10 @@ class StochasticMLP:
     def _optimizer_state(self) -> dict[str, list[Tensor]]:
         """Zeroed state of Adam (moments ``m_*``, ``v_*`` and the step count) and of EWC.
 
-        EWC keeps, per parameter, the summed Fisher information of the past tasks
-        :math:`A = \\sum_t F^{(t)}` and :math:`B = \\sum_t F^{(t)} \\bar w^{(t)}`, so that the penalty's
-        gradient is :math:`\\lambda (A \\bar w - B)`.
+        EWC keeps two tensors per parameter, :math:`A` and :math:`B`, such that the penalty's gradient is
+        :math:`\\lambda (A \\bar w - B)`: for offline EWC the summed Fisher information of the past tasks
+        :math:`A = \\sum_t F^{(t)}` and :math:`B = \\sum_t F^{(t)} \\bar w^{(t)}`; for online EWC the running
+        Fisher information :math:`A = F^*` and :math:`B = F^* \\bar w^*` (see :meth:`end_task`).
         """
         adam = self.runs[0].optimizer == "adam"
         names = ["m_w", "v_w", "m_b", "v_b"] if adam else []
@@ -484,18 +505,26 @@ class StochasticMLP:
     # ------------------------------------------------------------------ task boundaries
     @torch.no_grad()
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:
-        """Called after each task (only EWC uses the boundary): store the Fisher information of the
-        task just learned and the parameters it was learned with, :math:`A \\mathrel{+}= F`,
-        :math:`B \\mathrel{+}= F \\bar w` (the Fisher of :func:`diagonal_fisher`, labels sampled from the
-        network: the Fisher proper, not the empirical one)."""
+        """Called after each task (only EWC uses the boundary): fold the Fisher information :math:`F` of the
+        task just learned and the parameters :math:`\\bar w` it ended with into EWC's state (the Fisher of
+        :func:`diagonal_fisher`, labels sampled from the network: the Fisher proper, not the empirical one).
+
+        Offline EWC adds one penalty per task: :math:`A \\mathrel{+}= F`, :math:`B \\mathrel{+}= F \\bar w`.
+        Online EWC (Schwarz et al. 2018) decays the running Fisher information and moves its anchor to
+        the latest parameters: :math:`A \\leftarrow \\gamma A + F`, then :math:`B \\leftarrow A \\bar w`.
+        After one task the two agree. Offline runs have :math:`\\gamma = 1`, so :math:`\\gamma A + F` is
+        their sum too, bit for bit.
+        """
         if "fisher_w" not in self.state:
             return
         fisher_w, fisher_b = diagonal_fisher(self.weights, self.biases, train_x, train_y, labels="model",
                                              generators=self.fisher_generators)
+        online, gamma = self.hp["ewc_online"] > 0, self.hp["ewc_gamma"]
         for name, params, fishers in (("w", self.weights, fisher_w), ("b", self.biases, fisher_b)):
+            run_online, run_gamma = (online, gamma) if name == "w" else (online[:, :, 0], gamma[:, :, 0])
             for a, b, f, w in zip(self.state[f"fisher_{name}"], self.state[f"anchor_{name}"], fishers, params):
-                a += f
-                b += f * w
+                a.mul_(run_gamma).add_(f)
+                b.copy_(torch.where(run_online, a * w, b + f * w))
 
     # ------------------------------------------------------------------ summaries
     def synaptic_energy(self) -> Tensor:

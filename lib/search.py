@@ -1,28 +1,61 @@
-"""Random search over the metaplasticity parameters, every trial trained in one batch (spec 4.2, 4.4).
+"""Random search over a method's settings, every trial a cached run of the batched engine (spec 4.2, 4.4).
 
 The paper tuned :math:`p_{up}`, :math:`p_{down}`, :math:`p_{freeze}` and the learning rate
 :math:`\\eta_0` of the lifelong model by a random search on Permuted MNIST, and each ablation of
 Fig. 5a by its own search. The authors' search code draws :math:`p_{up}, p_{down} \\sim U(0.01, 0.1)`
-and :math:`p_{freeze} \\sim U(0.9, 0.96)`; the paper's :math:`\\eta_0` is 0.01 or 0.001. Here every
-trial is one run of the batched engine with the drawn values as overrides of a method of
-:mod:`lib.continual`, so all trials train together, and each is cached like any other run. (The
-authors stopped a trial early when its task-1 accuracy fell below 0.5; in a batch that saves
-nothing, so every trial runs to the end.)
+and :math:`p_{freeze} \\sim U(0.9, 0.96)`; the paper's :math:`\\eta_0` is 0.01 or 0.001
+(:class:`SearchSpace`). The baselines can be given the same budget, the same number of trials of
+their own settings: EWC (:class:`EWCSpace`: offline or online, the penalty strength, the optimiser
+and its learning rate) and BGD (:class:`BGDSpace`: :math:`\\sigma_0`, :math:`\\eta`, the initial means
+and the batch size).
+
+Here every trial is one run with the drawn values as overrides of a method of :mod:`lib.continual`
+(drawn values that belong to the protocol, such as the batch size, give the trial its own
+protocol). Trials train together in batches of a few runs, and each is cached like any other run
+as soon as its batch finishes, so an interrupted search resumes from the trials done. (The authors
+stopped a trial early when its task-1 accuracy fell below 0.5; in a batch that saves nothing, so
+every trial runs to the end.)
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
-from .continual import LifelongProtocol, RunSpec, method_run, run_specs
+from .continual import ABLATION_METHODS, LifelongProtocol, RunSpec, check_method, method_run, run_specs
 from .tasks import Benchmark
+
+Setting = float | int | str
+Trial = tuple[tuple[str, Setting], ...]
+# Drawn settings that belong to the protocol (what all runs of a network share), not to a run.
+PROTOCOL_FIELDS = ("batch_size",)
+TRIALS_PER_BATCH = 8  # runs trained together by a search: a batch of BGD trials takes a few hours on a CPU
+
+
+def _check_positive_range(name: str, bounds: tuple[float, float]) -> None:
+    if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] < math.inf:
+        raise ValueError(f"{name} must be a range (low, high) with 0 < low <= high, got {bounds}")
+
+
+def _check_choices(name: str, choices: tuple, valid: tuple) -> None:
+    if not choices or any(c not in valid for c in choices):
+        raise ValueError(f"{name} must list some of {valid}, got {choices}")
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """:math:`\\exp U(\\log a, \\log b)`: every decade of ``bounds = (a, b)`` equally likely."""
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+
+def _choice(rng: np.random.Generator, choices: tuple):
+    return choices[rng.integers(len(choices))]
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Where the trials are drawn: uniform ranges, and a choice of learning rates.
+    """The presynaptic model's space: uniform ranges, and a choice of learning rates.
 
     ``p_freeze=None`` keeps the method's own value (for the ablations without freezing).
     """
@@ -40,43 +73,185 @@ class SearchSpace:
         if not self.lr or any(lr <= 0 for lr in self.lr):
             raise ValueError(f"lr must list positive learning rates, got {self.lr}")
 
+    def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
+        drawn = {"p_up": rng.uniform(*self.p_up), "p_down": rng.uniform(*self.p_down)}
+        if self.p_freeze is not None:
+            drawn["p_freeze"] = rng.uniform(*self.p_freeze)
+        drawn["lr"] = _choice(rng, self.lr)
+        return drawn
 
-def draw_trials(n_trials: int, seed: int = 0, space: SearchSpace = SearchSpace()) -> list[tuple[tuple[str, float], ...]]:
-    """``n_trials`` settings drawn from ``space`` with a seeded generator, as run overrides.
+
+@dataclass(frozen=True)
+class EWCSpace:
+    """Elastic weight consolidation: the variant, the penalty and the optimiser.
+
+    ``ewc_mode`` is drawn from its choices; online trials draw :math:`\\gamma` uniformly from the range
+    ``ewc_gamma`` (offline trials have :math:`\\gamma = 1`); :math:`\\lambda` and the learning rate are
+    log-uniform over their ranges; the optimiser is drawn from its choices (see
+    :class:`lib.model.SynapseConfig`). With SGD the penalty's stiffness :math:`\\lambda F` bounds the stable
+    learning rate, so some SGD trials with a strong penalty diverge: they rank last.
+    """
+
+    ewc_mode: tuple[str, ...] = ("offline", "online")
+    ewc_gamma: tuple[float, float] = (0.5, 1.0)
+    ewc_lambda: tuple[float, float] = (1.0, 1e5)
+    optimizer: tuple[str, ...] = ("adam", "sgd")
+    lr: tuple[float, float] = (1e-5, 1e-2)
+
+    def __post_init__(self) -> None:
+        _check_choices("ewc_mode", self.ewc_mode, ("offline", "online"))
+        if len(self.ewc_gamma) != 2 or not 0 <= self.ewc_gamma[0] <= self.ewc_gamma[1] <= 1:
+            raise ValueError(f"ewc_gamma must be a range (low, high) with 0 <= low <= high <= 1, got {self.ewc_gamma}")
+        _check_positive_range("ewc_lambda", self.ewc_lambda)
+        _check_choices("optimizer", self.optimizer, ("adam", "sgd"))
+        _check_positive_range("lr", self.lr)
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
+        mode = _choice(rng, self.ewc_mode)
+        gamma = rng.uniform(*self.ewc_gamma)
+        return {"ewc_mode": mode, "ewc_gamma": gamma if mode == "online" else 1.0,
+                "ewc_lambda": _log_uniform(rng, self.ewc_lambda), "optimizer": _choice(rng, self.optimizer),
+                "lr": _log_uniform(rng, self.lr)}
+
+
+@dataclass(frozen=True)
+class BGDSpace:
+    """Bayesian gradient descent: :math:`\\sigma_0` and :math:`\\eta` log-uniform, the initial means and the
+    batch size from their choices (see :class:`lib.bgd.BGDConfig`).
+
+    The ranges hold the reference code's suggestions (``std_init`` 0.017-0.06, ``mean_eta`` 1) and
+    the authors' choices (``std_init`` 0.001 on Split MNIST, ``mean_eta`` 0.1 on Permuted
+    Fashion-MNIST). BGD's step is that of the mini-batch's *summed* loss, so the batch size scales its
+    effective learning rate: the authors used 128, the book's protocol 100. An empty ``batch_size``
+    keeps the protocol's.
+    """
+
+    std_init: tuple[float, float] = (1e-3, 0.1)
+    mean_eta: tuple[float, float] = (0.1, 10.0)
+    mean_init: tuple[str, ...] = ("torch", "reference")
+    batch_size: tuple[int, ...] = (100, 128)
+
+    def __post_init__(self) -> None:
+        _check_positive_range("std_init", self.std_init)
+        _check_positive_range("mean_eta", self.mean_eta)
+        _check_choices("mean_init", self.mean_init, ("torch", "reference"))
+        if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.batch_size):
+            raise ValueError(f"batch_size must list positive integers, got {self.batch_size}")
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
+        drawn = {"std_init": _log_uniform(rng, self.std_init), "mean_eta": _log_uniform(rng, self.mean_eta),
+                 "mean_init": _choice(rng, self.mean_init)}
+        if self.batch_size:
+            drawn["batch_size"] = int(_choice(rng, self.batch_size))
+        return drawn
+
+
+Space = SearchSpace | EWCSpace | BGDSpace
+
+
+def default_space(method: str) -> Space:
+    """The space a search of ``method`` draws from: :class:`EWCSpace` for ``ewc``, :class:`BGDSpace` for
+    ``bgd``, :class:`SearchSpace` for the presynaptic model and its ablations."""
+    check_method(method)
+    if method == "ewc":
+        return EWCSpace()
+    if method == "bgd":
+        return BGDSpace()
+    if method in ("presynaptic", *ABLATION_METHODS):
+        return SearchSpace()
+    raise ValueError(f"no search space for method {method!r}; searchable methods: "
+                     f"presynaptic, {', '.join(ABLATION_METHODS)}, ewc, bgd")
+
+
+def _rounded(value: Setting) -> Setting:
+    """Floats to 6 significant digits (short, stable cache keys); integers and names as they are."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(f"{value:.6g}")
+
+
+def draw_trials(n_trials: int, seed: int = 0, space: Space = SearchSpace()) -> list[Trial]:
+    """``n_trials`` settings drawn from ``space`` with a seeded generator, as ``(name, value)`` pairs.
 
     The values are rounded to 6 significant digits, so that a trial's cache key is short and stable.
     """
-    if n_trials < 1:
+    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials}")
     rng = np.random.default_rng(seed)
-    trials = []
-    for _ in range(n_trials):
-        drawn = {"p_up": rng.uniform(*space.p_up), "p_down": rng.uniform(*space.p_down)}
-        if space.p_freeze is not None:
-            drawn["p_freeze"] = rng.uniform(*space.p_freeze)
-        drawn["lr"] = space.lr[rng.integers(len(space.lr))]
-        trials.append(tuple((k, float(f"{v:.6g}")) for k, v in drawn.items()))
-    return trials
+    return [tuple((k, _rounded(v)) for k, v in space.draw(rng).items()) for _ in range(n_trials)]
 
 
 def random_search(
     protocol: LifelongProtocol, n_trials: int, *, method: str = "presynaptic", seed: int = 0, run_seed: int = 0,
-    space: SearchSpace = SearchSpace(), train: bool = True, cache: bool = True, progress: bool | None = None,
-    benchmark: Benchmark | None = None,
+    space: Space | None = None, train: bool = True, cache: bool = True, progress: bool | None = None,
+    benchmark: Benchmark | None = None, max_batch: int | None = TRIALS_PER_BATCH,
+    on_stored: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Every trial's settings and its average accuracy after the last task, best first.
 
-    The trials are :func:`draw_trials` (``seed``) applied to ``method`` with the run seed ``run_seed``;
-    one more row, with ``"own": True``, is the method with its own settings, for comparison. All are
-    trained together on ``protocol``'s benchmark (or loaded from the cache). With ``train=False``
-    runs not yet stored come back with ``average = nan``. ``cache`` and ``benchmark`` are those of
-    :func:`lib.continual.run_specs` (tests on synthetic tasks).
+    The trials are :func:`draw_trials` (``seed``) from ``space`` (default :func:`default_space` of
+    ``method``) applied to ``method`` with the run seed ``run_seed``; one more row, with ``"own": True``,
+    is the method with its own settings on ``protocol``, for comparison. Drawn protocol fields
+    (:data:`PROTOCOL_FIELDS`) replace those of ``protocol`` for their trial; the trials of each
+    protocol train in batches of at most ``max_batch`` runs (:func:`lib.continual.run_specs`), each
+    batch stored as soon as it is done; after every batch, ``on_stored(done, total)`` is told how many
+    of the ``total`` runs not stored before are done. With ``train=False`` runs not yet stored come back
+    with ``average = nan``. ``cache`` and ``benchmark`` are those of :func:`lib.continual.run_specs`
+    (tests on synthetic tasks).
     """
+    space = default_space(method) if space is None else space
+    if type(space) is not type(default_space(method)):
+        raise ValueError(f"a {type(space).__name__} cannot be searched with method {method!r}")
     trials = draw_trials(n_trials, seed, space)
     own = method_run(method, protocol.benchmark, run_seed)  # unknown names: the library's one-line error
-    specs = [RunSpec(method, run_seed, t) for t in trials] + [RunSpec(method, run_seed)]
-    results = run_specs(protocol, specs, train=train, cache=cache, progress=progress, benchmark=benchmark)
-    settings = [dict(t) for t in trials] + [{name: getattr(own, name) for name in dict(trials[0])}]
+    jobs = []  # (protocol, spec) per row, the method's own settings last
+    for trial in trials:
+        settings = dict(trial)
+        trial_protocol = replace(protocol, **{k: settings.pop(k) for k in PROTOCOL_FIELDS if k in settings})
+        jobs.append((trial_protocol, RunSpec(method, run_seed, tuple(settings.items()))))
+    jobs.append((protocol, RunSpec(method, run_seed)))
+    by_protocol: dict[LifelongProtocol, list[int]] = {}
+    for k, (trial_protocol, _) in enumerate(jobs):
+        by_protocol.setdefault(trial_protocol, []).append(k)
+    options = dict(cache=cache, progress=progress, benchmark=benchmark, max_batch=max_batch)
+    results: list[dict | None] = [None] * len(jobs)
+    for trial_protocol, rows in by_protocol.items():
+        for k, result in zip(rows, run_specs(trial_protocol, [jobs[k][1] for k in rows], train=False, **options)):
+            results[k] = result
+    missing = [k for k, result in enumerate(results) if result is None]
+    if train and missing:
+        done_before = 0  # runs of the protocols trained before
+
+        def stored(done: int, _: int) -> None:
+            if on_stored is not None:
+                on_stored(done_before + done, len(missing))
+
+        for trial_protocol, rows in by_protocol.items():
+            todo = [k for k in rows if results[k] is None]
+            if todo:
+                fresh = run_specs(trial_protocol, [jobs[k][1] for k in todo], on_stored=stored, **options)
+                for k, result in zip(todo, fresh):
+                    results[k] = result
+                done_before += len(todo)
+    own_settings = {name: getattr(protocol if name in PROTOCOL_FIELDS else own, name) for name in dict(trials[0])}
+    settings = [dict(t) for t in trials] + [own_settings]
     rows = [{**values, "own": k == n_trials, "average": math.nan if r is None else r["average"]}
             for k, (values, r) in enumerate(zip(settings, results))]
     return sorted(rows, key=lambda row: math.inf if math.isnan(row["average"]) else -row["average"])
+
+
+def describe_trials(rows: list[dict]) -> str:
+    """:func:`random_search`'s rows as a text table, in their order: rank, average accuracy (%), the
+    settings, and ``own`` marking the method's own settings."""
+    names = [k for k in rows[0] if k not in ("own", "average")]
+
+    def shown(value: Setting) -> str:
+        return value if isinstance(value, str) else f"{value:.4g}"
+
+    table = [["#", "average %", *names, ""]]
+    table += [[str(k + 1), f"{100 * row['average']:.2f}", *(shown(row[n]) for n in names), "own" if row["own"] else ""]
+              for k, row in enumerate(rows)]
+    widths = [max(len(line[c]) for line in table) for c in range(len(table[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)).rstrip() for line in table)

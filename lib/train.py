@@ -106,7 +106,7 @@ def _step(
     for i in range(len(weights)):
         g = grads_w[i] * scales[i] if scales is not None else grads_w[i]  # dL/d(wbar) = (r/p) dL/dw
         g_bias = grads_b[i]
-        if plan.ewc:  # gradient of the EWC penalty, lambda * sum_t F_t (w - w_t)
+        if plan.ewc:  # gradient of the EWC penalty, lambda (A w - B) (StochasticMLP.end_task)
             g = g + hp["ewc_lambda"] * (state["fisher_w"][i] * weights[i] - state["anchor_w"][i])
             g_bias = g_bias + hp["bias_ewc_lambda"] * (state["fisher_b"][i] * biases[i] - state["anchor_b"][i])
         p = probs[i]

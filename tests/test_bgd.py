@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lib.bgd import BGD_SETTINGS, TRAINING_NOISE, BayesianMLP, BGDConfig, bgd_update, training_noise
-from lib.model import mlp_forward
+from lib.model import StochasticMLP, deterministic, mlp_forward
 from lib.noise import standard_normal
 
 SIZES = [10, 8, 2]
@@ -111,8 +111,8 @@ def test_training_learns_and_shrinks_sigma_of_informative_weights():
 
 
 def test_runs_trained_together_equal_runs_trained_alone():
-    configs = [BGDConfig(seed=s, std_init=std, mean_eta=eta, mc_samples=3)
-               for s, std, eta in ((0, 0.05, 1.0), (1, 0.01, 0.5), (2, 0.1, 2.0))]
+    configs = [BGDConfig(seed=s, std_init=std, mean_eta=eta, mc_samples=3, mean_init=init)
+               for s, std, eta, init in ((0, 0.05, 1.0, "torch"), (1, 0.01, 0.5, "reference"), (2, 0.1, 2.0, "torch"))]
     x, y = gaussian_problem(3, n=4 * 24, runs=3)
     together = BayesianMLP(SIZES, configs)
     alone = [BayesianMLP(SIZES, [c]) for c in configs]
@@ -149,7 +149,7 @@ def test_benchmark_settings():
 @pytest.mark.parametrize("bad", [
     {"std_init": 0.0}, {"std_init": -0.1}, {"std_init": math.inf}, {"std_init": 0.1, "mean_eta": 0.0},
     {"std_init": 0.1, "mean_eta": -1.0}, {"std_init": 0.1, "mc_samples": 0}, {"std_init": 0.1, "mc_samples": 2.5},
-    {"std_init": 0.1, "mc_samples": True},
+    {"std_init": 0.1, "mc_samples": True}, {"std_init": 0.1, "mean_init": "xavier"},
 ])
 def test_invalid_configs_raise(bad):
     with pytest.raises(ValueError):
@@ -193,6 +193,32 @@ def test_the_noise_generator_is_part_of_a_run_description():
     config = BGDConfig(seed=2, std_init=0.05)
     assert config.describe() == {"seed": 2, "std_init": 0.05, "mean_eta": 1.0, "mc_samples": 10,
                                  "training_noise": TRAINING_NOISE}
+    # the initial means enter the description only when they are not the default
+    assert BGDConfig(seed=2, std_init=0.05, mean_init="torch").describe() == config.describe()
+    assert replace(config, mean_init="reference").describe() == {**config.describe(), "mean_init": "reference"}
+
+
+def test_default_means_are_pytorchs_bit_for_bit():
+    sizes = [30, 20, 4]
+    net = BayesianMLP(sizes, [BGDConfig(seed=3, std_init=0.02)])
+    base = StochasticMLP(sizes, [deterministic(seed=3, bias="learned")])
+    assert all(torch.equal(a, b) for a, b in zip(net.weights + net.biases, base.weights + base.biases))
+
+
+def test_reference_means_follow_the_reference_codes_initialisation():
+    sizes = [400, 300, 10]
+    torch_init, reference = (BayesianMLP(sizes, [BGDConfig(seed=5, std_init=0.02, mean_init=init)])
+                             for init in ("torch", "reference"))
+    fan_in, fan_out = sizes[:2]
+    weights, biases = reference.weights[0][0], reference.biases[0][0]
+    assert weights.std().item() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)  # Xavier normal
+    assert abs(weights.mean().item()) < 0.02 * weights.std().item()
+    assert biases.std().item() == pytest.approx(math.sqrt(2 / (1 + fan_out)), rel=0.15)
+    assert reference.weights[1][0].std().item() == pytest.approx(math.sqrt(2 / (300 + 10)), rel=0.05)
+    assert torch.all(reference.weight_std[0] == 0.02)
+    # drawn from a stream of the run's own: the mini-batch order is that of the default initialisation
+    assert torch.equal(reference.generators[0].get_state(), torch_init.generators[0].get_state())
+    assert not torch.equal(reference.weights[0], torch_init.weights[0])
 
 
 def test_evaluation_averages_fresh_parameter_samples_in_every_pass():

@@ -1,4 +1,5 @@
 """Continual-learning methods, EWC, Adam, the ghost control and the cached sweeps, on synthetic tasks."""
+import json
 import math
 
 import numpy as np
@@ -8,8 +9,9 @@ import torch
 from lib import continual
 from lib.bgd import BGDConfig
 from lib.cli_experiments import lifelong_main
-from lib.continual import LifelongProtocol, RunSpec, method_run, run_specs, summarise
-from lib.model import StochasticMLP, deterministic, presynaptic
+from lib.continual import LifelongProtocol, RunSpec, chapter_specs, method_run, run_config, run_specs, summarise
+from lib.experiments import ENV_VAR, STORED_RESULTS, config_key
+from lib.model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from lib.tasks import Benchmark, ContinuousStream, Task
 from lib.train import fit
 
@@ -173,3 +175,39 @@ def test_the_protocols_batch_size_is_the_one_trained_with(rules, method):
     big = LifelongProtocol("split_mnist", epochs=1, batch_size=500, eval_samples=1, hidden=(32, 32))
     with pytest.raises(ValueError, match="fewer than batch_size=500"):
         run_specs(big, [RunSpec(method, 0)], cache=False, benchmark=rules)
+
+
+def test_stored_runs_keep_their_keys_and_every_run_of_chapter_5_is_found(monkeypatch):
+    """Settings added later (online EWC, BGD's initial means) leave the description of every stored run,
+    and so its cache key, as they were."""
+    files = sorted((STORED_RESULTS / "lifelong").glob("*.json"))
+    assert files
+    for path in files:
+        config = json.loads(path.read_text())["config"]
+        run = config["run"]
+        if "std_init" in run:
+            rebuilt = BGDConfig(**{k: v for k, v in run.items() if k != "training_noise"})
+        else:
+            rebuilt = SynapseConfig(**run)
+        protocol = LifelongProtocol(**{**config["protocol"], "hidden": tuple(config["protocol"]["hidden"])})
+        assert rebuilt.describe() == run and config_key(run_config(protocol, config["method"], rebuilt)) == path.stem
+    monkeypatch.setenv(ENV_VAR, str(STORED_RESULTS))
+    for benchmark in continual.LIFELONG_BENCHMARKS:  # the methods' own settings are those stored
+        specs = list(dict.fromkeys(chapter_specs(benchmark, (0, 1, 2)).values()))
+        assert all(r is not None for r in run_specs(LifelongProtocol(benchmark), specs, train=False)), benchmark
+
+
+def test_runs_train_in_batches_of_at_most_max_batch_and_each_batch_is_reported(rules, monkeypatch):
+    sizes = []
+
+    def record(protocol, bench, methods, runs, progress):
+        sizes.append(len(runs))
+        return [{"average": 0.5} for _ in runs]
+
+    monkeypatch.setattr(continual, "_train_group", record)
+    reports = []
+    specs = [RunSpec("presynaptic", s) for s in range(5)] + [RunSpec("sgd", 0)]
+    run_specs(PROTOCOL, specs, cache=False, benchmark=rules, max_batch=2, on_stored=lambda *done: reports.append(done))
+    assert sizes == [2, 2, 1, 1] and reports == [(2, 6), (4, 6), (5, 6), (6, 6)]
+    with pytest.raises(ValueError, match="max_batch"):
+        run_specs(PROTOCOL, specs, cache=False, benchmark=rules, max_batch=0)

@@ -8,6 +8,7 @@ from lib.model import (
     StochasticMLP,
     SynapseConfig,
     deterministic,
+    diagonal_fisher,
     fixed_release,
     mlp_backward,
     mlp_forward,
@@ -118,7 +119,9 @@ def test_summaries_of_release_probabilities():
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(p_init=0.1), dict(lr=0.0), dict(weight_decay=-1.0), dict(p_up=-0.1), dict(bias="some"), dict(p_step="linear")],
+    [dict(p_init=0.1), dict(lr=0.0), dict(weight_decay=-1.0), dict(p_up=-0.1), dict(bias="some"), dict(p_step="linear"),
+     dict(ewc_mode="both"), dict(ewc_mode="online", ewc_gamma=1.5), dict(ewc_mode="online", ewc_gamma=-0.1),
+     dict(ewc_mode="online", ewc_gamma=math.nan), dict(ewc_gamma=0.5)],
 )
 def test_invalid_configs_are_rejected_with_a_clear_message(bad):
     with pytest.raises(ValueError, match="invalid SynapseConfig"):
@@ -176,3 +179,44 @@ def test_compiled_masks_equal_eager_masks_bit_for_bit():
 def test_stochastic_descriptions_name_the_mask_generator():
     assert presynaptic().describe()["release_masks"] == "splitmix64"
     assert fixed_release(0.4).describe()["release_masks"] == "splitmix64"
+
+def test_ewc_variant_enters_the_description_only_when_it_differs_from_the_default():
+    offline = deterministic(seed=1, ewc_lambda=10.0)
+    assert "ewc_mode" not in offline.describe() and "ewc_gamma" not in offline.describe()
+    assert deterministic(seed=1, ewc_lambda=10.0, ewc_mode="offline", ewc_gamma=1.0).describe() == offline.describe()
+    online = deterministic(seed=1, ewc_lambda=10.0, ewc_mode="online", ewc_gamma=0.8).describe()
+    assert (online["ewc_mode"], online["ewc_gamma"]) == ("online", 0.8)
+
+
+def _fisher_of_next_boundary(net: StochasticMLP, x: torch.Tensor, y: torch.Tensor) -> tuple[list, list]:
+    """The Fisher information that ``net.end_task(x, y)`` will fold in: the same labels, from copies of
+    the runs' Fisher generators."""
+    copies = [torch.Generator().set_state(g.get_state()) for g in net.fisher_generators]
+    return diagonal_fisher(net.weights, net.biases, x, y, labels="model", generators=copies)
+
+
+def test_online_ewc_equals_offline_after_one_task_and_decays_the_fisher_information_after_two():
+    gamma = 0.6
+    runs = [deterministic(seed=4, ewc_lambda=1.0), deterministic(seed=4, ewc_lambda=1.0, ewc_mode="online", ewc_gamma=gamma)]
+    net = StochasticMLP([6, 5, 3], runs)
+    g = torch.Generator().manual_seed(0)
+    tasks = [(torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)) for _ in range(2)]
+    fisher_1, _ = _fisher_of_next_boundary(net, *tasks[0])
+    weights_1 = [w.clone() for w in net.weights]
+    net.end_task(*tasks[0])
+    for name in ("fisher_w", "anchor_w", "fisher_b", "anchor_b"):  # one past task: the two variants agree
+        assert all(torch.equal(t[0], t[1]) for t in net.state[name])
+    assert all(torch.equal(a[0], f[0]) and torch.equal(b[0], f[0] * w[0])
+               for a, b, f, w in zip(net.state["fisher_w"], net.state["anchor_w"], fisher_1, weights_1))
+    for w in net.weights:  # the second task ends with other parameters, the same for both runs
+        w.copy_(w[:1] + 0.1 * torch.randn(w.shape[1:], generator=g))
+    fisher_2, bias_fisher_2 = _fisher_of_next_boundary(net, *tasks[1])
+    net.end_task(*tasks[1])
+    for layer, (f1, f2, w1, w2) in enumerate(zip(fisher_1, fisher_2, weights_1, net.weights)):
+        a, b = net.state["fisher_w"][layer], net.state["anchor_w"][layer]
+        torch.testing.assert_close(a[0], f1[0] + f2[0])  # offline: one penalty per task
+        torch.testing.assert_close(b[0], f1[0] * w1[0] + f2[0] * w2[0])
+        torch.testing.assert_close(a[1], gamma * f1[1] + f2[1])  # online: decayed, anchored at the latest task
+        torch.testing.assert_close(b[1], (gamma * f1[1] + f2[1]) * w2[1])
+    for a, b, f, bias in zip(net.state["fisher_b"], net.state["anchor_b"], bias_fisher_2, net.biases):
+        assert torch.equal(b[1], a[1] * bias[1]) and bool((a[1] >= f[1]).all())
