@@ -12,6 +12,7 @@ Runs never interact: each has its own generator for initialisation, mini-batch o
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -128,6 +129,9 @@ def _step(
 
 
 COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
+# torch warns "No CUDA runtime is found" whenever it compiles on a machine with a CUDA toolkit but
+# no GPU, which says nothing about training on the CPU: only that logger's errors are shown.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 _compiled: dict[Callable, Callable] = {}
 _compile_failed = False
 
@@ -300,7 +304,8 @@ def fit(
     incomplete mini-batch (as the authors' loaders do). After every epoch (``eval_every="epoch"``),
     every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
     :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone). ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record
-    histograms). ``progress`` shows a progress bar (default: only on a terminal). ``compile``
+    histograms). ``progress`` shows a progress bar on a terminal, one line per epoch on stderr
+    elsewhere (default: only on a terminal). ``compile``
     fuses the training step with :func:`torch.compile` (default: when available and the run is
     long enough to repay the compilation, about 10-30 s per new shape on the CPU; the environment
     variable ``PRESYN_COMPILE=0`` switches it off).
@@ -341,7 +346,8 @@ def fit(
     losses = []
     warned = False
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(tasks) * epochs, disable=not show, desc=benchmark.name, unit="epoch")
+    lines = show and not sys.stderr.isatty()  # a log file: one line per epoch instead of a bar
+    bar = tqdm(total=len(tasks) * epochs, disable=not show or lines, desc=benchmark.name, unit="epoch")
     start_time = time.perf_counter()
     for t, task in enumerate(tasks):
         for epoch in range(epochs):
@@ -372,6 +378,9 @@ def fit(
             if on_epoch is not None:
                 on_epoch(net, t, epoch)
             bar.update()
+            if lines:
+                print(f"{benchmark.name}: task {t + 1}/{len(tasks)}, epoch {epoch + 1}/{epochs} done, "
+                      f"{(time.perf_counter() - start_time) / 60:.1f} min", file=sys.stderr, flush=True)
         net.end_task(task.train_x, task.train_y)
     bar.close()
     for key, values in records.items():
