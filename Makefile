@@ -42,12 +42,14 @@ reference: $(INSTALLED) data
 throughput: $(INSTALLED) data
 	$(PY) benchmarks/throughput.py
 
-# Every run of every chapter trained anew into results-reproduce/, one process per core (resumable: a
-# second call goes on from the runs already there), then the book built from those results, and
-# how many of its runs equal the stored ones bit for bit.
+# Every run of every chapter trained anew into results-reproduce/, on a local Dask cluster of one
+# worker process per core (resumable: a second call goes on from the runs already there), then the
+# book built from those results, and how many of its runs equal the stored ones bit for bit.
+# REPRODUCE_ARGS="--scheduler tcp://HOST:8786" or "--cluster slurm" trains on a cluster instead.
 REPRO := $(CURDIR)/results-reproduce
+REPRODUCE_ARGS ?=
 reproduce: $(INSTALLED) data
-	PRESYN_RESULTS=$(REPRO) $(PY) -m lib reproduce
+	PRESYN_RESULTS=$(REPRO) $(PY) -m lib reproduce $(REPRODUCE_ARGS)
 	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --keep-going -W -n
 	$(PY) -m lib compare $(REPRO)
 	@echo "book: $(CURDIR)/_build/html/index.html"

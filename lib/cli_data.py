@@ -1,15 +1,15 @@
 """``python -m lib data fetch|verify [NAME ...]``: obtain and check the raw data files."""
 from __future__ import annotations
 
-import argparse
 import sys
 
+from .cli_common import Parser
 from .data import DATASETS, DataError, fetch, raw_folder, verify
 
 
 def main(argv: list[str]) -> int:
     """Fetch or verify the named datasets (all by default); 0 when every one is in order, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog="python -m lib data", description="MNIST and Fashion-MNIST files")
+    parser = Parser(prog="python -m lib data", description="MNIST and Fashion-MNIST files")
     parser.add_argument("action", choices=["fetch", "verify"],
                         help="fetch: make the files present and verified; verify: check presence and MD5 only")
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"datasets (default: all of {', '.join(DATASETS)})")

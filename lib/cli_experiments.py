@@ -1,47 +1,63 @@
 """``python -m lib energy|lifelong|reproduce|compare|search``: the experiments from the command line."""
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import json
 import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from .cli_common import Parser, check_output, non_negative, positive, say
 from .data import DataError, write_atomic
 from .experiments import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_run, run_energy
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _check_subset(parser: Parser, subset: int | None, batch_size: int) -> None:
+    """A task keeps at most ``subset`` training examples, and training needs one full mini-batch."""
+    if subset is not None and subset < batch_size:
+        parser.error(f"--subset {subset} leaves fewer training examples than one mini-batch of {batch_size}; "
+                     f"the smallest valid subset is {batch_size}")
+
+
+def energy_table(rows: list[dict]) -> str:
+    """The energy runs written by ``python -m lib energy``, one line each."""
+    lines = [f"{'model':13s} {'lambda':>7s} {'seed':>4s} {'p':>5s} {'accuracy':>8s} {'MI (bits)':>9s} "
+             f"{'energy':>8s} {'mean p':>6s}"]
+    for r in rows:
+        p = "learn" if r["p"] is None else f"{r['p']:.3g}"
+        lines.append(f"{r['model']:13s} {r['weight_decay']:7g} {r['seed']:4d} {p:>5s} {r['accuracy']:8.4f} "
+                     f"{r['mutual_information']:9.4f} {r['energy']:8.1f} {r['mean_p']:6.3f}")
+    return "\n".join(lines)
 
 
 def energy_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib energy", description="Fig. 1: information and energy after training on MNIST")
+    """``python -m lib energy``: the runs of the energy experiment (Fig. 1)."""
+    parser = Parser(prog="python -m lib energy", description="Fig. 1: information and energy after training on MNIST")
     parser.add_argument("--model", choices=ENERGY_MODELS, required=True)
     parser.add_argument("--weight-decay", type=float, nargs="+", default=list(PAPER_WEIGHT_DECAYS), metavar="X")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=_positive, default=50)
+    parser.add_argument("--seeds", type=non_negative, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=positive, default=50)
     parser.add_argument("--fixed-p", type=float, default=0.4, help="release probability of the fixed model")
-    parser.add_argument("--subset", type=_positive, default=None, help="training and test examples to keep")
+    parser.add_argument("--subset", type=positive, default=None, help="training and test examples to keep")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
     args = parser.parse_args(argv)
+    check_output(parser, "--json", args.json)
+    protocol = EnergyProtocol(epochs=args.epochs, subset=args.subset)
+    _check_subset(parser, args.subset, protocol.batch_size)
     try:
         runs = [energy_run(args.model, wd, seed, args.fixed_p) for wd in args.weight_decay for seed in args.seeds]
     except ValueError as err:
         parser.error(str(err))
-    protocol = EnergyProtocol(epochs=args.epochs, subset=args.subset)
     try:
-        results = run_energy(runs, protocol)
+        results = run_energy(runs, protocol, progress=True)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     rows = [{"model": args.model, "weight_decay": r.weight_decay, "seed": r.seed, "p": r.p_init if not r.learn_p else None, **res}
             for r, res in zip(runs, results)]
     write_atomic(args.json, json.dumps({"protocol": asdict(protocol), "runs": rows}, indent=1).encode())
+    print(energy_table(rows))
     print(f"wrote {len(rows)} runs to {args.json}")
     return 0
 
@@ -50,17 +66,18 @@ def lifelong_main(argv: list[str]) -> int:
     """``python -m lib lifelong``: continual-learning runs of one method on one benchmark (Fig. 4, table)."""
     from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, RunSpec, method_run, run_specs, summarise
 
-    parser = argparse.ArgumentParser(prog="python -m lib lifelong",
-                                     description="average accuracy over all tasks after continual learning")
+    parser = Parser(prog="python -m lib lifelong", description="average accuracy over all tasks after continual learning")
     parser.add_argument("--benchmark", required=True, help=f"one of: {', '.join(LIFELONG_BENCHMARKS)}")
     parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=_positive, default=10, help="epochs per task")
-    parser.add_argument("--batch-size", type=_positive, default=100, help="examples per mini-batch")
-    parser.add_argument("--subset", type=_positive, default=None, help="training and test examples per task to keep")
+    parser.add_argument("--seeds", type=non_negative, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=positive, default=10, help="epochs per task")
+    parser.add_argument("--batch-size", type=positive, default=100, help="examples per mini-batch")
+    parser.add_argument("--subset", type=positive, default=None, help="training and test examples per task to keep")
     parser.add_argument("--ewc-lambda", type=float, default=None, metavar="X", help="EWC penalty strength (method ewc)")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
     args = parser.parse_args(argv)
+    check_output(parser, "--json", args.json)
+    _check_subset(parser, args.subset, args.batch_size)
     if args.ewc_lambda is not None and (args.method != "ewc" or args.ewc_lambda < 0):
         parser.error("--ewc-lambda needs --method ewc and a value >= 0")
     overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
@@ -70,7 +87,7 @@ def lifelong_main(argv: list[str]) -> int:
     except ValueError as err:
         parser.error(str(err))
     try:
-        results = run_specs(protocol, [RunSpec(args.method, s, overrides) for s in args.seeds])
+        results = run_specs(protocol, [RunSpec(args.method, s, overrides) for s in args.seeds], progress=True)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -85,23 +102,37 @@ def lifelong_main(argv: list[str]) -> int:
 
 
 def reproduce_main(argv: list[str]) -> int:
-    """``python -m lib reproduce``: every paper-scale training run of the book, several processes at once."""
-    from .reproduce import all_jobs, default_workers, describe, reproduce
+    """``python -m lib reproduce``: every paper-scale training run of the book, as jobs on a Dask cluster."""
+    from .reproduce import WorkerSettings, all_jobs, dask_client, dashboard_available, default_workers, describe, reproduce
 
-    parser = argparse.ArgumentParser(prog="python -m lib reproduce",
-                                     description="train every run of the book that is not stored yet (resumable)")
-    parser.add_argument("--workers", type=_positive, default=default_workers(),
-                        help="processes training side by side (default: one per core, one on a GPU)")
-    parser.add_argument("--threads", type=_positive, default=1, help="threads per process")
-    parser.add_argument("--dry-run", action="store_true", help="list the jobs and their relative costs, train nothing")
+    parser = Parser(prog="python -m lib reproduce",
+                    description="train every run of the book that is not stored yet (resumable), on a Dask cluster")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use the Dask cluster of this scheduler (tcp://HOST:8786)")
+    where.add_argument("--cluster", choices=("local", "slurm"), default="local",
+                       help="start a cluster: local worker processes (default) or SLURM jobs (pip install .[cluster]; "
+                            "configured by Dask's jobqueue.yaml)")
+    parser.add_argument("--workers", type=positive, default=None,
+                        help="workers to start (local: one per core, one per GPU with CUDA; slurm: one per job)")
+    parser.add_argument("--threads", type=positive, default=1, help="torch threads of each job")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and their estimated times, train nothing")
     args = parser.parse_args(argv)
+    if args.scheduler and args.workers:
+        parser.error("--workers starts workers; with --scheduler the cluster has its own")
+    if args.cluster == "slurm" and importlib.util.find_spec("dask_jobqueue") is None:
+        parser.error("--cluster slurm needs dask-jobqueue: pip install .[cluster]")
     jobs = all_jobs()
+    workers = args.workers or (len(jobs) if args.cluster == "slurm" else default_workers())
     if args.dry_run:
-        print(describe(jobs))
+        print(describe(jobs, workers))
         return 0
+    settings = WorkerSettings.of_this_process(args.threads)
     again = "call it again to go on from the runs stored so far"
     try:
-        record = reproduce(jobs, args.workers, args.threads)
+        with dask_client(args.scheduler, args.cluster, workers) as client:
+            if dashboard_available():
+                say(f"reproduce: Dask dashboard at {client.dashboard_link}")
+            record = reproduce(jobs, client, settings)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -112,7 +143,7 @@ def reproduce_main(argv: list[str]) -> int:
         print(f"reproduce: stopped after the running jobs ({len(record['jobs'])} of {len(jobs)} jobs done); {again}",
               file=sys.stderr)
         return 130
-    print(f"reproduce: {len(jobs)} jobs on {args.workers} workers x {args.threads} threads "
+    print(f"reproduce: {len(jobs)} jobs on {record['workers']} workers x {args.threads} threads "
           f"in {record['wall_seconds'] / 3600:.2f} h")
     return 0
 
@@ -122,8 +153,8 @@ def compare_main(argv: list[str]) -> int:
     from .experiments import STORED_RESULTS
     from .reproduce import compare_results, describe_agreement, save_agreement
 
-    parser = argparse.ArgumentParser(prog="python -m lib compare",
-                                     description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")
+    parser = Parser(prog="python -m lib compare",
+                    description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")
     parser.add_argument("other", type=Path, nargs="?", default=STORED_RESULTS.parent / "results-reproduce",
                         help="results folder to check (default: results-reproduce/, where make reproduce trains)")
     parser.add_argument("--reference", type=Path, default=STORED_RESULTS, help="default: the stored results/")
@@ -146,19 +177,22 @@ def search_main(argv: list[str]) -> int:
     from .continual import LIFELONG_BENCHMARKS, LifelongProtocol
     from .search import TRIALS_PER_BATCH, default_space, describe_trials, random_search
 
-    parser = argparse.ArgumentParser(prog="python -m lib search",
-                                     description="random search of a method's settings (resumes from the stored trials)")
+    parser = Parser(prog="python -m lib search",
+                    description="random search of a method's settings (resumes from the stored trials)")
     parser.add_argument("--method", required=True, help="presynaptic, an ablation of Fig. 5a, ewc or bgd")
     parser.add_argument("--benchmark", required=True, help=f"one of: {', '.join(LIFELONG_BENCHMARKS)}")
-    parser.add_argument("--trials", type=_positive, required=True, help="settings drawn at random")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws of the settings")
-    parser.add_argument("--run-seed", type=int, default=0, help="seed of every trial's run")
-    parser.add_argument("--epochs", type=_positive, default=10, help="epochs per task")
-    parser.add_argument("--subset", type=_positive, default=None, help="training and test examples per task to keep")
-    parser.add_argument("--max-batch", type=_positive, default=TRIALS_PER_BATCH,
+    parser.add_argument("--trials", type=positive, required=True, help="settings drawn at random")
+    parser.add_argument("--seed", type=non_negative, default=0, help="seed of the draws of the settings")
+    parser.add_argument("--run-seed", type=non_negative, default=0, help="seed of every trial's run")
+    parser.add_argument("--epochs", type=positive, default=10, help="epochs per task")
+    parser.add_argument("--subset", type=positive, default=None, help="training and test examples per task to keep")
+    parser.add_argument("--max-batch", type=positive, default=TRIALS_PER_BATCH,
                         help="runs trained together; each batch is stored when it is done")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the trials to this file")
     args = parser.parse_args(argv)
+    if args.json:
+        check_output(parser, "--json", args.json)
+    _check_subset(parser, args.subset, 100)
     try:  # unknown names: the library's one-line error, which lists the valid ones
         protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, subset=args.subset)
         default_space(args.method)
@@ -167,12 +201,11 @@ def search_main(argv: list[str]) -> int:
     options = dict(method=args.method, seed=args.seed, run_seed=args.run_seed, max_batch=args.max_batch)
     stored = random_search(protocol, args.trials, train=False, **options)
     missing = sum(math.isnan(row["average"]) for row in stored)
-    print(f"search: {args.method} on {args.benchmark}, {len(stored)} runs ({args.trials} trials and the method's "
-          f"own settings), {len(stored) - missing} stored, {missing} to train in batches of {args.max_batch}",
-          file=sys.stderr)
+    say(f"search: {args.method} on {args.benchmark}, {len(stored)} runs ({args.trials} trials and the method's "
+        f"own settings), {len(stored) - missing} stored, {missing} to train in batches of {args.max_batch}")
 
     def report(done: int, total: int) -> None:
-        print(f"search: {done} of {total} runs trained and stored", file=sys.stderr)
+        say(f"search: {done} of {total} runs trained and stored")
 
     try:
         rows = random_search(protocol, args.trials, on_stored=report, **options)
@@ -183,5 +216,5 @@ def search_main(argv: list[str]) -> int:
     if args.json:
         payload = {"config": {"protocol": asdict(protocol), **options, "trials": args.trials}, "trials": rows}
         write_atomic(args.json, json.dumps(payload, indent=1).encode())
-        print(f"wrote {len(rows)} runs to {args.json}", file=sys.stderr)
+        say(f"wrote {len(rows)} runs to {args.json}")
     return 0

@@ -1,39 +1,49 @@
-"""Every paper-scale training run of the book, on several worker processes at once (``make reproduce``).
+"""Every paper-scale training run of the book as jobs on a Dask cluster (``make reproduce``).
 
 The book's training splits into jobs: one per (benchmark, method, setting) of chapter 5 with its seeds
 trained together, and the energy runs of chapters 2-4. :func:`reproduce` hands the jobs, longest
-first, to ``workers`` processes of ``threads`` threads each. On a small CPU this beats one process
-using every core, because the 784-200-200 matrices are too small to spread well over threads.
-Every job stores its runs in the results cache as soon as they finish, so a second call goes on from
-there; the chapters then find every run stored and only plot and analyse (chapters 3, 4 and 6
-compute their analyses and the perceptron, minutes in all, when the book is built).
+first, to the single-threaded workers of a Dask cluster: by default a ``LocalCluster`` of one worker
+process per core (per GPU with CUDA), else an existing scheduler or a SLURM cluster
+(:func:`dask_client`). On a small CPU this beats one process using every core, because the
+784-200-200 matrices are too small to spread well over threads. Every job stores its runs in the
+results cache as soon as they finish (atomic writes: nothing half written is ever read), so a second
+call goes on from there; the chapters then find every run stored and only plot and analyse
+(chapters 3, 4 and 6 compute their analyses and the perceptron, minutes in all, when the book is
+built).
 """
 from __future__ import annotations
 
+import concurrent.futures
+import heapq
+import importlib.util
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from . import continual, experiments, search
+from . import continual, data, experiments, search
 from .data import write_atomic
 
-# Relative cost of one seed of one method, for the order of the jobs only (longest first). Measured
-# on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the stochastic models, BGD
-# about 5 times that, the deterministic networks about half.
+# Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
+# estimates. Measured on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the
+# stochastic models, BGD about 5 times that, the deterministic networks about half.
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
 METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "joint": 0.45}
 ENERGY_RUN_COST = 1.2
+# Minutes of one single-threaded worker per unit of cost: the 67 jobs of the timed make reproduce on
+# the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
+MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
 ANALYSED_WEIGHT_DECAY = 0.01           # chapters 3 and 4 analyse the networks of this lambda
 
@@ -129,54 +139,172 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
     return sorted(energy_jobs(scale) + lifelong_jobs(scale), key=lambda job: -job.cost)
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (see reproduce)
+# ------------------------------------------------------------------------------ the jobs on a Dask cluster
+COMPILE_ENV_VAR = "PRESYN_COMPILE"  # read by lib.train: "0" switches torch.compile off
+POLL_SECONDS = 0.5  # how often the scheduling loop looks for an interrupt while it waits for jobs
 
 
-def _timed(job: Job) -> float:
-    start = time.perf_counter()
-    job.function(*job.args)
-    return time.perf_counter() - start
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides the job itself, sent along with every job.
+
+    A worker on another machine shares neither the caller's environment variables nor its working
+    folder, so the caller's results folder, data folder and compile switch travel as these values
+    (both folders must be on a file system that every worker sees); ``threads`` is the number of
+    torch threads of a job.
+    """
+
+    results: Path
+    data: Path
+    compile: bool
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("results", "data"):
+            if not Path(getattr(self, name)).is_absolute():
+                raise ValueError(f"the {name} folder must be an absolute path (workers may run elsewhere), "
+                                 f"got {getattr(self, name)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+
+    @classmethod
+    def of_this_process(cls, threads: int = 1) -> WorkerSettings:
+        """The folders and compile switch this process would use itself (``$PRESYN_RESULTS``,
+        ``$PRESYN_DATA``, ``$PRESYN_COMPILE`` or their defaults)."""
+        return cls(experiments.results_root().resolve(), data.data_root().resolve(),
+                   os.environ.get(COMPILE_ENV_VAR, "1") != "0", threads)
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """Makes a local worker process ignore Ctrl-C, which the terminal sends to every process of the
+    command: the caller decides what an interrupt stops (see :func:`reproduce`)."""
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def _settings_applied(settings: WorkerSettings) -> Iterator[None]:
+    """The library's environment variables and torch's thread count set from ``settings`` for one
+    job (and restored after it); with several GPUs, worker ``k`` of a local cluster uses GPU ``k``."""
+    variables = {experiments.ENV_VAR: str(settings.results), data.ENV_VAR: str(settings.data),
+                 COMPILE_ENV_VAR: "1" if settings.compile else "0"}
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    torch.set_num_threads(settings.threads)
+    if torch.cuda.is_available() and isinstance(index := get_worker().name, int):  # LocalCluster names: 0, 1, ...
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_on_worker(job: Job, settings: WorkerSettings) -> tuple[float, str]:
+    """Run ``job`` on this Dask worker with ``settings``; its wall time (seconds) and the machine."""
+    with _settings_applied(settings):
+        start = time.perf_counter()
+        job.function(*job.args)
+        return time.perf_counter() - start, experiments.machine()
 
 
 def default_workers() -> int:
-    """One worker per core on the CPU; one worker when a GPU does the work."""
-    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+    """One worker per core on the CPU; one per GPU when GPUs do the work."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """End the pool's worker processes now, whatever they are doing."""
-    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
-        pool.terminate_workers()
+def dashboard_available() -> bool:
+    """Whether Dask can serve its dashboard here (it needs bokeh, which is optional)."""
+    return importlib.util.find_spec("bokeh") is not None
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, cluster: str = "local", workers: int | None = None) -> Iterator[Client]:
+    """A Dask client: of the scheduler at ``scheduler`` (e.g. ``tcp://host:8786``) if given, else of a
+    cluster started here and closed on exit.
+
+    ``cluster="local"`` starts a ``LocalCluster`` of ``workers`` (default :func:`default_workers`)
+    single-threaded worker processes without a memory limit, ``cluster="slurm"`` a ``SLURMCluster``
+    of ``dask-jobqueue`` configured by Dask's configuration (``jobqueue.yaml``: queue, cores, memory,
+    walltime, ...) and scaled to ``workers`` workers.
+    """
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
         return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
+    if cluster not in ("local", "slurm"):
+        raise ValueError(f"unknown cluster {cluster!r}; valid clusters: local, slurm")
+    if cluster == "local":
+        started = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               memory_limit=0, dashboard_address=":8787" if dashboard_available() else None,
+                               plugins={IgnoreInterrupts()})
+    else:
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise ImportError("a SLURM cluster needs dask-jobqueue: pip install .[cluster]") from None
+        started = SLURMCluster()
+        started.scale(workers or 1)
+    with started, Client(started) as client:
+        yield client
 
 
-def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sys.stderr) -> dict:
-    """Run every job on ``workers`` processes of ``threads`` threads each; return the timings.
+def _makespan(costs: Sequence[float], workers: int) -> float:
+    """When the last of jobs with ``costs`` ends if ``workers`` workers take them in this order, each
+    the next one as soon as it is free (in the costs' unit)."""
+    free = [0.0] * max(1, workers)
+    for cost in costs:
+        heapq.heappush(free, heapq.heappop(free) + cost)
+    return max(free)
 
-    Jobs start in the order given, one per free worker. The timings (seconds per job, wall time)
-    are also written to ``<results>/benchmarks/reproduce.json`` after every job, so an interrupted
-    call leaves its record too. A call that resumes an unfinished one continues its record: the
-    earlier calls' wall time is added to ``wall_seconds``, and jobs they finished keep their times
-    (here they only load their stored runs, in a second or two).
+
+def predicted_hours(jobs: Sequence[Job], workers: int) -> float:
+    """The wall time of ``jobs`` on ``workers`` single-threaded workers of the 2-core reference CPU."""
+    return _makespan([job.cost for job in jobs], workers) * MINUTES_PER_COST / 60
+
+
+def _times_redone(client: Client, key: str) -> int:
+    """How often the scheduler handed the task ``key`` to another worker because its worker died."""
+    def suspicious(dask_scheduler: Any) -> int:  # a closure is sent by value: the scheduler need not import lib
+        task = dask_scheduler.tasks.get(key)
+        return 0 if task is None else task.suspicious
+
+    return client.run_on_scheduler(suspicious)
+
+
+def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, log=sys.stderr) -> dict:
+    """Run every job on the workers of ``client``'s cluster with ``settings``; return the timings.
+
+    Jobs start in the order given, one per free worker thread (the cluster may grow while they run).
+    A job whose worker dies (out of memory, a lost node) is redone on another worker, up to Dask's
+    ``distributed.scheduler.allowed-failures`` times (3), and the record counts it under
+    ``retried``; a job that raises starts no further job and, once the running ones finished, stops
+    the call with its error, which names the job.
+
+    The timings (seconds per job, wall time) are written to ``<results>/benchmarks/reproduce.json``
+    after every job, so an interrupted call leaves its record too. A call that resumes an
+    unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
+    and jobs they finished keep their times (here they only load their stored runs, in a second or
+    two). One line per finished job on ``log`` gives its time and the estimated time left.
 
     Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
     and be recorded, and returns the record with ``finished`` false; a second interrupt, or SIGTERM,
-    ends the workers at once (their jobs are lost, to be redone by the next call) and raises
-    :class:`KeyboardInterrupt`. The workers are spawned interpreters, so a script that calls this
-    needs the usual ``if __name__ == "__main__":`` guard (``python -m lib reproduce`` has it).
+    ends the worker processes of the running jobs at once (their jobs are lost, to be redone by the
+    next call) and raises :class:`KeyboardInterrupt`.
     """
-    if workers < 1 or threads < 1:
-        raise ValueError(f"workers and threads must be positive, got {workers} and {threads}")
-    path = experiments.results_root() / "benchmarks" / "reproduce.json"
+    path = Path(settings.results) / "benchmarks" / "reproduce.json"
     earlier = json.loads(path.read_text()) if path.is_file() else None
     resumed = earlier is not None and not earlier["finished"]
-    record = {"machine": experiments.machine(), "workers": workers, "threads": threads,
-              "jobs": dict(earlier["jobs"]) if resumed else {}, "finished": False,
-              "calls": earlier["calls"] + 1 if resumed else 1}
+    record = {"machine": experiments.machine(), "workers": len(client.nthreads()), "threads": settings.threads,
+              "jobs": dict(earlier["jobs"]) if resumed else {},
+              "retried": dict(earlier.get("retried", {})) if resumed else {},
+              "finished": False, "calls": earlier["calls"] + 1 if resumed else 1}
+    done_before = set(record["jobs"])
     earlier_seconds = earlier["wall_seconds"] if resumed else 0.0
     start = time.perf_counter()
 
@@ -184,8 +312,6 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
         record["wall_seconds"] = earlier_seconds + time.perf_counter() - start
         write_atomic(path, json.dumps(record, indent=1).encode())
 
-    waiting = list(jobs)
-    running: dict[Future, Job] = {}
     stopping = False
 
     def interrupt(signum: int, frame: Any) -> None:
@@ -193,37 +319,69 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
         if stopping or signum != signal.SIGINT:
             raise KeyboardInterrupt
         stopping = True
-        print(f"interrupted: {len(running)} running job(s) finish first, {len(waiting)} not started; "
-              "interrupt again to stop at once", file=log, flush=True)
 
     handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
     previous = {s: signal.signal(s, interrupt) for s in handled}
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited thread state
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
-    n_done = 0
+    call = uuid.uuid4().hex[:8]  # task keys of this call: never those of an earlier call on the same scheduler
+    executor = client.get_executor(pure=False)
+    waiting = list(jobs)
+    running: dict[concurrent.futures.Future, tuple[Job, str]] = {}
+    machines: set[str] = set()
+    trained = {"seconds": 0.0, "cost": 0.0}  # the jobs of this call that trained (for the time left)
+    failure: BaseException | None = None
+    announced = False
     try:
         while waiting or running:
-            while waiting and not stopping and len(running) < workers:
+            workers = sum(client.nthreads().values())
+            while waiting and not stopping and failure is None and len(running) < workers:
                 job = waiting.pop(0)
-                running[pool.submit(_timed, job)] = job
+                key = f"{job.name}-{call}"
+                running[executor.submit(run_on_worker, job, settings, key=key)] = (job, key)
+            if stopping and not announced:
+                announced = True
+                print(f"interrupted: {len(running)} running job(s) finish first, {len(waiting)} not started; "
+                      "interrupt again to stop at once", file=log, flush=True)
             if not running:
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if stopping or failure is not None:
+                    break
+                time.sleep(POLL_SECONDS)  # no worker yet: the cluster is starting
+                continue
+            done, _ = concurrent.futures.wait(running, POLL_SECONDS, concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                job = running.pop(future)
-                seconds = future.result()  # a failed job stops the call: its error is raised here
+                job, key = running.pop(future)
+                if future.exception() is not None:
+                    future.exception().add_note(f"in job {job.name!r} of python -m lib reproduce")
+                    failure = failure or future.exception()
+                    continue
+                seconds, machine = future.result()
+                machines.add(machine)
                 record["jobs"].setdefault(job.name, seconds)
+                if redone := _times_redone(client, key):
+                    record["retried"][job.name] = record["retried"].get(job.name, 0) + redone
+                record["machine"] = "; ".join(sorted(machines))
+                record["workers"] = max(record["workers"], workers)
                 save()
-                n_done += 1
-                elapsed = (time.perf_counter() - start) / 60
-                print(f"[{n_done}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min "
-                      f"({elapsed:.1f} min since the start of this call)", file=log, flush=True)
+                if job.name not in done_before:
+                    trained["seconds"] += seconds
+                    trained["cost"] += job.cost
+                left = [j.cost for j, _ in running.values()] + [j.cost for j in waiting if j.name not in done_before]
+                seconds_per_cost = trained["seconds"] / trained["cost"] if trained["cost"] else 60 * MINUTES_PER_COST
+                redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
+                print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
+                      f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
+                      f"{_makespan(left, workers) * seconds_per_cost / 60:.0f} min left", file=log, flush=True)
+        if failure is not None:
+            save()
+            raise failure
     except KeyboardInterrupt:
-        _terminate_workers(pool)
+        keys = {key for _, key in running.values()}
+        busy = [worker for worker, processing in client.processing().items() if keys.intersection(processing)]
+        executor.shutdown(wait=False)  # cancels the running jobs, then their worker processes end now
+        if busy:  # (a nanny starts a fresh worker in place of each)
+            client.run(os._exit, 1, workers=busy, on_error="ignore")
         save()
         raise
-    finally:  # after an error, the other running jobs finish (and store their runs); no new one starts
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     record["finished"] = not waiting
@@ -231,9 +389,14 @@ def reproduce(jobs: Sequence[Job], workers: int = 1, threads: int = 1, *, log=sy
     return record
 
 
-def describe(jobs: Sequence[Job]) -> str:
-    """The jobs and their relative costs, one per line (``--dry-run``)."""
-    return "\n".join(f"{job.cost:7.1f}  {job.name}" for job in jobs)
+def describe(jobs: Sequence[Job], workers: int) -> str:
+    """The jobs and their estimated times, one per line, and the predicted total (``--dry-run``)."""
+    lines = [f"{'minutes':>8}  job (estimated time on one single-threaded worker of the 2-core reference CPU)"]
+    lines += [f"{job.cost * MINUTES_PER_COST:8.1f}  {job.name}" for job in jobs]
+    total = sum(job.cost for job in jobs) * MINUTES_PER_COST / 60
+    lines.append(f"total: {len(jobs)} jobs, {total:.1f} worker-hours; about {predicted_hours(jobs, workers):.1f} h "
+                 f"of wall time on {workers} worker(s), longest job first")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ agreement of two results folders

@@ -276,9 +276,10 @@ def fit(
     every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
     :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone).
     ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record histograms).
-    ``progress`` shows a progress bar (default: only on a terminal). ``compile`` fuses the training
-    step and the evaluation masks with :func:`torch.compile` (default:
-    :func:`lib.compilation.compile_worthwhile` for the run's number of steps; the environment
+    ``progress`` shows a progress bar on a terminal, one line per epoch on stderr elsewhere (default:
+    only on a terminal). ``compile`` fuses the training step and the evaluation masks with
+    :func:`torch.compile` (default: :func:`lib.compilation.compile_worthwhile` for the run's number
+    of steps; the environment
     variable ``PRESYN_COMPILE=0`` switches it off).
 
     ``step(x, y)`` replaces the presynaptic training step by another learning rule (e.g. BGD's);
@@ -317,7 +318,8 @@ def fit(
     losses = []
     warned = False
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(tasks) * epochs, disable=not show, desc=benchmark.name, unit="epoch")
+    lines = show and not sys.stderr.isatty()  # a log file: one line per epoch instead of a bar
+    bar = tqdm(total=len(tasks) * epochs, disable=not show or lines, desc=benchmark.name, unit="epoch")
     start_time = time.perf_counter()
     for t, task in enumerate(tasks):
         for epoch in range(epochs):
@@ -349,6 +351,9 @@ def fit(
             if on_epoch is not None:
                 on_epoch(net, t, epoch)
             bar.update()
+            if lines:
+                print(f"{benchmark.name}: task {t + 1}/{len(tasks)}, epoch {epoch + 1}/{epochs} done, "
+                      f"{(time.perf_counter() - start_time) / 60:.1f} min", file=sys.stderr, flush=True)
         net.end_task(task.train_x, task.train_y)
     bar.close()
     for key, values in records.items():

@@ -1,5 +1,6 @@
-"""``make reproduce``: its jobs cover every run the chapters show, and workers run them side by side."""
+"""``make reproduce``: its jobs cover every run the chapters show, and the workers of a Dask cluster run them."""
 import ast
+import io
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from lib import continual, experiments, reproduce
 from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
+from lib.data import data_root
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
@@ -68,26 +70,42 @@ def _fail() -> None:
     raise RuntimeError("this job fails")
 
 
-def test_workers_run_jobs_side_by_side_and_record_their_times(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+def _exit_once(flag: Path) -> None:
+    """End this worker process abruptly the first time (as an out-of-memory kill would), succeed after."""
+    if not flag.exists():
+        flag.touch()
+        os._exit(1)
+
+
+def settings(results: Path) -> reproduce.WorkerSettings:
+    """Jobs of the tests store their runs in ``results`` and do not compile."""
+    return reproduce.WorkerSettings(results, data_root().resolve(), compile=False)
+
+
+def test_workers_run_jobs_side_by_side_and_record_their_times(tmp_path, dask_workers):
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (2.0, tmp_path / f"{k}.log")) for k in range(2)]
-    record = reproduce.reproduce(jobs, workers=2)
-    assert record["finished"] and set(record["jobs"]) == {job.name for job in jobs}
-    assert all(s >= 2.0 for s in record["jobs"].values())
+    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    assert record["finished"] and set(record["jobs"]) == {job.name for job in jobs} and record["retried"] == {}
+    assert all(s >= 2.0 for s in record["jobs"].values()) and record["workers"] == 2
     (start0, end0), (start1, end1) = (map(float, (tmp_path / f"{k}.log").read_text().split()) for k in range(2))
     assert start1 < end0 and start0 < end1, "the two jobs did not run at the same time"
     assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
 
 
-def test_a_failing_job_stops_the_call_and_cancels_the_jobs_not_started(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
-    jobs = [reproduce.Job("fails", 1.0, _fail, ()), *(reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.5,)) for k in range(5))]
-    with pytest.raises(RuntimeError, match="this job fails"):
-        reproduce.reproduce(jobs, workers=1)
-    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text()) if (tmp_path / "benchmarks").exists() else None
-    assert record is None or len(record["jobs"]) < 5
-    with pytest.raises(ValueError, match="positive"):
-        reproduce.reproduce(jobs, workers=0)
+def test_a_failing_job_stops_the_call_with_its_name_and_starts_no_other(tmp_path, dask_workers):
+    jobs = [reproduce.Job("fails", 1.0, _fail, ()), *(reproduce.Job(f"sleep {k}", 1.0, _sleep, (2.0,)) for k in range(5))]
+    with pytest.raises(RuntimeError, match="this job fails") as failure:
+        reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    assert "in job 'fails'" in "".join(failure.value.__notes__)
+    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())
+    assert set(record["jobs"]) == {"sleep 0"} and not record["finished"]  # it ran beside the failing job
+
+
+def test_worker_settings_travel_with_the_job_and_are_checked():
+    with pytest.raises(ValueError, match="absolute"):
+        reproduce.WorkerSettings(Path("results"), Path("/data"), compile=True)
+    with pytest.raises(ValueError, match="threads"):
+        reproduce.WorkerSettings(Path("/results"), Path("/data"), compile=True, threads=0)
 
 
 def _interrupt_later(*delays: float) -> None:
@@ -102,58 +120,74 @@ def _sleep_noting_sigint(seconds: float, log: Path) -> None:
     log.write_text(str(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
 
 
-def test_a_first_interrupt_lets_the_running_jobs_finish_and_starts_no_other(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+def test_a_first_interrupt_lets_the_running_jobs_finish_and_starts_no_other(tmp_path, dask_workers):
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep_noting_sigint, (2.0, tmp_path / f"{k}.log")) for k in range(4)]
-    _interrupt_later(1.0)  # the first two jobs are handed out at once; the interrupt comes while they start or run
-    record = reproduce.reproduce(jobs, workers=2)
+    _interrupt_later(1.0)  # the first two jobs are handed out at once; the interrupt comes while they run
+    log = io.StringIO()
+    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path), log=log)
     assert not record["finished"] and set(record["jobs"]) == {"sleep 0", "sleep 1"}
     assert [(tmp_path / f"{k}.log").read_text() for k in range(2)] == ["True", "True"]  # workers leave Ctrl-C to us
     assert not (tmp_path / "2.log").exists() and not (tmp_path / "3.log").exists()
+    assert "2 running job(s) finish first, 2 not started" in log.getvalue()
     assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
-    resumed = reproduce.reproduce(jobs[2:], workers=2)  # the next call runs the rest and completes the record
+    resumed = reproduce.reproduce(jobs[2:], dask_workers, settings(tmp_path))  # the next call runs the rest
     assert resumed["finished"] and resumed["calls"] == 2 and set(resumed["jobs"]) == {j.name for j in jobs}
 
 
-def test_a_second_interrupt_ends_the_workers_at_once(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
-    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (30.0, tmp_path / f"{k}.log")) for k in range(2)]
-    _interrupt_later(1.0, 1.5)
-    start = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        reproduce.reproduce(jobs, workers=2)
-    assert time.perf_counter() - start < 15.0, "the workers were not ended"
-    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())
-    assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
-    assert not list(tmp_path.glob("*.log"))
-
-
-def test_tiny_lifelong_jobs_store_every_run_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
-    monkeypatch.setenv("PRESYN_COMPILE", "0")
+def test_tiny_lifelong_jobs_store_every_run_in_the_callers_folder_and_resume(tmp_path, monkeypatch, dask_workers):
     scale = reproduce.Scale(seeds=(0,), epochs_per_task=1, subset=200, eval_samples=1, benchmarks=("split_mnist",))
     jobs = [job for job in reproduce.lifelong_jobs(scale) if job.name.split()[1] in ("presynaptic", "sgd", "bgd")]
     assert len(jobs) == 3
-    reproduce.reproduce(jobs, workers=2)
+    reproduce.reproduce(jobs, dask_workers, settings(tmp_path))  # the workers' own $PRESYN_RESULTS is elsewhere
+    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
     protocol = LifelongProtocol("split_mnist", epochs=1, subset=200, eval_samples=1)
     specs = [spec for job in jobs for spec in job.args[1]]
     assert all(r is not None for r in run_specs(protocol, specs, train=False))
-    again = reproduce.reproduce(jobs, workers=2)  # everything stored: nothing is trained again
+    again = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))  # everything stored: nothing is trained again
     assert max(again["jobs"].values()) < 5.0 and again["calls"] == 1
 
 
-def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, dask_workers):
     path = tmp_path / "benchmarks" / "reproduce.json"
     path.parent.mkdir()
     path.write_text(json.dumps({"jobs": {"sleep 0": 100.0}, "finished": False, "calls": 1, "wall_seconds": 200.0}))
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.1,)) for k in range(2)]
-    record = reproduce.reproduce(jobs, workers=1)
+    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
     assert record["calls"] == 2 and record["finished"] and record["wall_seconds"] > 200.0
     assert record["jobs"]["sleep 0"] == 100.0 and record["jobs"]["sleep 1"] < 100.0  # the earlier time is kept
-    fresh = reproduce.reproduce(jobs, workers=1)  # after a finished call, a new record
+    fresh = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))  # after a finished call, a new record
     assert fresh["calls"] == 1 and fresh["wall_seconds"] < 200.0
+
+
+def test_the_time_estimates_take_the_jobs_longest_first_on_every_worker():
+    jobs = [reproduce.Job(name, cost, _sleep, ()) for name, cost in (("a", 6.0), ("b", 4.0), ("c", 3.0), ("d", 3.0))]
+    assert reproduce.predicted_hours(jobs, 2) == pytest.approx(9.0 * reproduce.MINUTES_PER_COST / 60)
+    assert reproduce.predicted_hours(jobs, 4) == pytest.approx(6.0 * reproduce.MINUTES_PER_COST / 60)
+    lines = reproduce.describe(jobs, 2).splitlines()
+    assert "minutes" in lines[0] and lines[1].split() == [f"{6 * reproduce.MINUTES_PER_COST:.1f}", "a"]
+    assert lines[-1].startswith("total: 4 jobs")
+
+
+# The two tests that end workers come last: a fresh worker takes seconds to import torch again.
+def test_a_job_whose_worker_dies_is_redone_on_a_fresh_worker(tmp_path, dask_workers):
+    jobs = [reproduce.Job("dies once", 1.0, _exit_once, (tmp_path / "died",)), reproduce.Job("sleep", 1.0, _sleep, (0.1,))]
+    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    assert record["finished"] and set(record["jobs"]) == {"dies once", "sleep"}
+    assert record["retried"] == {"dies once": 1}
+
+
+def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, dask_workers):
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (30.0, tmp_path / f"{k}.log")) for k in range(2)]
+    _interrupt_later(1.0, 1.5)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    assert time.perf_counter() - start < 15.0, "the workers were not ended"
+    record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())
+    assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
+    time.sleep(1.0)
+    assert not list(tmp_path.glob("*.log"))
 
 
 def _store(root: Path, experiment: str, key: str, result: dict, state: dict | None = None) -> None:
