@@ -23,7 +23,7 @@ that share a network type train together as one batched computation.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -130,6 +130,12 @@ class LifelongProtocol:
     The permutations of the permuted benchmarks are drawn once (``permutation_seed``) and shared by
     all runs, so that runs of different seeds can be trained as one batch (the authors drew them
     from each run's seed).
+
+    Three switches bring the protocol to that of the BGD reference code (``igolan/bgd``, which the
+    authors' BGD runs used): ``eval_batch``, the test examples that share one stochastic draw (one
+    per test batch there, so its training batch size, 128 in the authors' runs); ``drop_last=False``,
+    which trains on each epoch's last incomplete mini-batch too; and ``permute_first_task=False``,
+    which leaves task 1 of a permuted benchmark unpermuted.
     """
 
     benchmark: str
@@ -139,18 +145,35 @@ class LifelongProtocol:
     hidden: tuple[int, ...] = (200, 200)
     subset: int | None = None
     permutation_seed: int = 0
+    eval_batch: int = 100
+    drop_last: bool = True
+    permute_first_task: bool = True
+
+    # Fields added after the first results were stored: they enter the protocol's description (and so
+    # every run's cache key) only when they differ from their default, which keeps earlier keys valid.
+    LATER_FIELDS = ("eval_batch", "drop_last", "permute_first_task")
 
     def __post_init__(self) -> None:
         check_benchmark(self.benchmark)
-        for name in ("epochs", "batch_size", "eval_samples"):
+        for name in ("epochs", "batch_size", "eval_samples", "eval_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("drop_last", "permute_first_task"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not self.permute_first_task and not self.benchmark.startswith("perm"):
+            raise ValueError(f"permute_first_task=False needs a permuted benchmark, not {self.benchmark!r}")
+
+    def describe(self) -> dict:
+        """The protocol as a plain dict (for cache keys and result files)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
 
 
 def run_config(protocol: LifelongProtocol, method: str, run: SynapseConfig | BGDConfig) -> dict:
     """The full description of one run: its cache key is derived from this."""
-    return {"protocol": asdict(protocol), "method": method, "run": run.describe()}
+    return {"protocol": protocol.describe(), "method": method, "run": run.describe()}
 
 
 def _group(method: str, run: SynapseConfig | BGDConfig) -> tuple:
@@ -180,7 +203,7 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
     else:
         net = StochasticMLP(sizes, runs, device=device)
     kwargs = dict(batch_size=protocol.batch_size, eval_every="task", eval_samples=protocol.eval_samples,
-                  progress=progress, step=step)
+                  eval_batch=protocol.eval_batch, drop_last=protocol.drop_last, progress=progress, step=step)
     if methods[0] == "joint":
         hist = fit(net, joint_benchmark(bench), epochs=protocol.epochs, eval_tasks=bench.tasks, **kwargs)
     elif protocol.benchmark == "perm_mnist_cont":
@@ -190,8 +213,10 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
     else:
         hist = fit(net, bench, epochs=protocol.epochs, **kwargs)
     results = []
-    for r in range(len(runs)):
-        accuracy = hist.accuracy[r]  # (evaluations, tasks): after each task (once for joint)
+    for r, run in enumerate(runs):
+        averages_passes = isinstance(run, BGDConfig) and run.mc_inference == "average_accuracy"
+        # (evaluations, tasks): after each task (once for joint)
+        accuracy = hist.single_pass_accuracy[r] if averages_passes else hist.accuracy[r]
         results.append({
             "accuracy": accuracy.tolist(),
             "average": float(accuracy[-1].mean()),
@@ -262,7 +287,8 @@ def run_specs(
             todo.setdefault(_group(spec.method, run), []).append(k)
     if todo and train:
         bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
-                                            subset=protocol.subset, device=default_device())
+                                            subset=protocol.subset, device=default_device(),
+                                            permute_first=protocol.permute_first_task)
         batches = [group[start:start + (max_batch or len(group))] for group in todo.values()
                    for start in range(0, len(group), max_batch or len(group))]
         done, total = 0, sum(len(members) for members in batches)

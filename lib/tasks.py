@@ -93,13 +93,19 @@ def permutations(seed: int, n: int = N_PERMUTATIONS, size: int = 784) -> list[Te
     return [torch.randperm(size, generator=g) for _ in range(n)]
 
 
-def build_benchmark(name: str, raw: RawData, *, seed: int = 0, subset: int | None = None) -> Benchmark:
+def build_benchmark(
+    name: str, raw: RawData, *, seed: int = 0, subset: int | None = None, permute_first: bool = True
+) -> Benchmark:
     """The benchmark ``name`` from raw data.
 
     ``seed`` fixes the permutations and nothing else; ``subset`` keeps the first ``subset`` training
-    and the first ``subset`` test examples of each task (smoke runs).
+    and the first ``subset`` test examples of each task (smoke runs). ``permute_first=False`` leaves
+    the first task of a permuted benchmark unpermuted (the original images, as in the BGD reference
+    code ``igolan/bgd``); the other tasks keep their permutations.
     """
     check_name(name)
+    if not permute_first and not name.startswith("perm"):
+        raise ValueError(f"permute_first=False needs a permuted benchmark, not {name!r}")
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ValueError(f"subset must be a positive integer or None, got {subset!r}")
     dataset = dataset_of(name)
@@ -115,9 +121,13 @@ def build_benchmark(name: str, raw: RawData, *, seed: int = 0, subset: int | Non
     train_x, test_x = normalise(raw.train_images[:subset], dataset), normalise(raw.test_images[:subset], dataset)
     train_y, test_y = raw.train_labels[:subset], raw.test_labels[:subset]
     if name.startswith("perm"):
+        perms = permutations(seed)
+        if not permute_first:
+            perms[0] = torch.arange(perms[0].numel())
         tasks = tuple(
-            Task(f"permutation {i + 1}", train_x[:, perm], train_y, test_x[:, perm], test_y)
-            for i, perm in enumerate(permutations(seed))
+            Task(f"permutation {i + 1}" if permute_first or i else "unpermuted", train_x[:, perm], train_y,
+                 test_x[:, perm], test_y)
+            for i, perm in enumerate(perms)
         )
         return Benchmark(name, tasks, 10)
     return Benchmark(name, (Task(dataset, train_x, train_y, test_x, test_y),), 10)
@@ -130,10 +140,13 @@ def make_benchmark(
     root: str | Path | None = None,
     subset: int | None = None,
     device: str | torch.device = "cpu",
+    permute_first: bool = True,
 ) -> Benchmark:
-    """Load the raw data (see :func:`lib.data.load`; it never downloads) and build the benchmark ``name`` on ``device``."""
+    """Load the raw data (see :func:`lib.data.load`; it never downloads) and build the benchmark ``name``
+    (:func:`build_benchmark`) on ``device``."""
     check_name(name)
-    return build_benchmark(name, load(dataset_of(name), root), seed=seed, subset=subset).to(device)
+    raw = load(dataset_of(name), root)
+    return build_benchmark(name, raw, seed=seed, subset=subset, permute_first=permute_first).to(device)
 
 
 def continuous_task_probs(n_tasks: int, steps_per_task: int, transition_portion: float = 0.25) -> Tensor:

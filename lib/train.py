@@ -178,6 +178,7 @@ class Evaluation:
     accuracy: np.ndarray
     mutual_information: np.ndarray
     activity: np.ndarray
+    single_pass_accuracy: np.ndarray
 
 
 @torch.no_grad()
@@ -188,7 +189,10 @@ def evaluate(
 
     As in the authors' code (spec 2): each of ``n_samples`` stochastic passes draws one release mask
     per ``mask_batch`` consecutive test examples; accuracy is the argmax of the softmax averaged over
-    the passes; the mutual information uses the soft confusion matrix of a single pass; the activity
+    the passes, :math:`\\frac1N\\sum_n [\\arg\\max_k \\frac1S\\sum_s q_s(k|x_n) = y_n]`;
+    ``single_pass_accuracy`` is the accuracy of each pass alone, averaged over the passes,
+    :math:`\\frac1S\\sum_s \\frac1N\\sum_n [\\arg\\max_k q_s(k|x_n) = y_n]` (the ``test_mc`` inference of
+    the BGD reference code, ``igolan/bgd``); the mutual information uses the soft confusion matrix of a single pass; the activity
     is the summed post-ReLU activation of all hidden units per example, averaged over passes and
     examples (Appendix). Every run goes through the same passes, deterministic ones too, so that a
     run's numbers do not depend on the runs evaluated with it. Masks come from the runs' evaluation
@@ -201,6 +205,7 @@ def evaluate(
     n_classes = net.sizes[-1]
     chunk = mask_batch
     prob_sum = torch.zeros(net.n_runs, x.shape[0], n_classes, device=net.device)
+    correct = torch.zeros(net.n_runs, device=net.device)  # summed over passes and examples
     activity = torch.zeros(net.n_runs, device=net.device)
     confusion = torch.zeros(net.n_runs, n_classes, n_classes, device=net.device)
     repeat = not getattr(net, "stochastic", True)
@@ -215,6 +220,7 @@ def evaluate(
                 if repeat:
                     first_pass.append((probs, active))
             prob_sum[:, start:start + chunk] += probs
+            correct += (probs.argmax(-1) == y[start:start + chunk]).sum(1)
             activity += active
             if s == 0:
                 confusion += soft_confusion(probs, y[start:start + chunk], n_classes)
@@ -223,6 +229,7 @@ def evaluate(
         accuracy=accuracy.cpu().numpy(),
         mutual_information=mutual_information(confusion).cpu().numpy(),
         activity=(activity / (n_samples * x.shape[0])).cpu().numpy(),
+        single_pass_accuracy=(correct / (n_samples * x.shape[0])).cpu().numpy(),
     )
 
 
@@ -231,8 +238,9 @@ class History:
     """What was measured during :func:`fit`, with the run axis first.
 
     ``eval_points[e] = (task, epoch)`` is when evaluation ``e`` was made (after that epoch of that
-    task, both counted from 0). ``accuracy``, ``mutual_information`` and ``activity`` are
-    ``(R, E, T)`` (every task's test set at every evaluation), ``energy``, ``mean_p`` and
+    task, both counted from 0). ``accuracy``, ``mutual_information``, ``activity`` and
+    ``single_pass_accuracy`` are ``(R, E, T)`` (every task's test set at every evaluation; see
+    :class:`Evaluation`), ``energy``, ``mean_p`` and
     ``frozen`` are ``(R, E)``, ``train_loss`` is ``(R, total epochs)``.
     """
 
@@ -241,6 +249,7 @@ class History:
     accuracy: np.ndarray | None = None
     mutual_information: np.ndarray | None = None
     activity: np.ndarray | None = None
+    single_pass_accuracy: np.ndarray | None = None
     energy: np.ndarray | None = None
     mean_p: np.ndarray | None = None
     frozen: np.ndarray | None = None
@@ -268,11 +277,13 @@ def fit(
     step: Callable[[Tensor, Tensor], Tensor] | None = None,
     eval_tasks: Sequence[Task] | None = None,
     sampler: Sampler | None = None,
+    drop_last: bool = True,
 ) -> History:
     """Train every run of ``net`` on the tasks of ``benchmark`` in order, ``epochs`` epochs each.
 
     Each epoch visits the task's training set in a fresh random order per run and drops the last
-    incomplete mini-batch (as the authors' loaders do). After every epoch (``eval_every="epoch"``),
+    incomplete mini-batch (as the authors' loaders do); with ``drop_last=False`` it trains on that
+    smaller batch too (as the BGD reference code's loaders do). After every epoch (``eval_every="epoch"``),
     every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
     :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone).
     ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record histograms).
@@ -307,14 +318,18 @@ def fit(
             raise ValueError(f"task {t.name} has {t.train_x.shape[0]} training examples, fewer than batch_size={batch_size}")
 
     plan = StepPlan.of(net)
-    total_steps = epochs * sum(sampler.examples(t) // batch_size for t in range(len(tasks)))
+    def steps_in(examples: int) -> int:
+        return examples // batch_size if drop_last else -(-examples // batch_size)
+
+    total_steps = epochs * sum(steps_in(sampler.examples(t)) for t in range(len(tasks)))
     if compile is None:
         compile = step is None and compile_worthwhile(total_steps)
     if step is None:
         def step(x: Tensor, y: Tensor) -> Tensor:
             return train_step(net, x, y, plan, compile)
     hist = History(runs=list(net.runs))
-    records: dict[str, list] = {k: [] for k in ("accuracy", "mutual_information", "activity", "energy", "mean_p", "frozen")}
+    records: dict[str, list] = {k: [] for k in ("accuracy", "mutual_information", "activity", "single_pass_accuracy",
+                                                "energy", "mean_p", "frozen")}
     losses = []
     warned = False
     show = sys.stderr.isatty() if progress is None else progress
@@ -324,7 +339,7 @@ def fit(
     for t, task in enumerate(tasks):
         for epoch in range(epochs):
             train_x, train_y, order = sampler(t, epoch, net.generators)
-            n_steps = order.shape[1] // batch_size
+            n_steps = steps_in(order.shape[1])
             loss_sum = torch.zeros(net.n_runs, device=net.device)
             for s in range(n_steps):
                 idx = order[:, s * batch_size:(s + 1) * batch_size]
@@ -342,7 +357,7 @@ def fit(
                 evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch, compile=compile)
                          for u in eval_tasks]
                 hist.eval_points.append((t, epoch))
-                for key in ("accuracy", "mutual_information", "activity"):
+                for key in ("accuracy", "mutual_information", "activity", "single_pass_accuracy"):
                     records[key].append(np.stack([getattr(e, key) for e in evals], axis=1))
                 records["energy"].append(net.synaptic_energy().cpu().numpy())
                 records["mean_p"].append(net.mean_release_probability().cpu().numpy())

@@ -235,3 +235,11 @@ def test_evaluation_averages_fresh_parameter_samples_in_every_pass():
             prob_sum[:, start:start + 20] += torch.softmax(logits, -1)
     assert net.stochastic
     assert fast.accuracy.tolist() == (prob_sum.argmax(-1) == y).float().mean(1).tolist()
+
+
+def test_monte_carlo_inference_is_a_later_field_chosen_per_run():
+    config = BGDConfig(std_init=0.05)
+    assert "mc_inference" not in config.describe()
+    assert replace(config, mc_inference="average_accuracy").describe()["mc_inference"] == "average_accuracy"
+    with pytest.raises(ValueError, match="mc_inference"):
+        BGDConfig(std_init=0.05, mc_inference="vote")

@@ -1,6 +1,7 @@
 """Continual-learning methods, EWC, Adam, the ghost control and the cached sweeps, on synthetic tasks."""
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -211,3 +212,31 @@ def test_runs_train_in_batches_of_at_most_max_batch_and_each_batch_is_reported(r
     assert sizes == [2, 2, 1, 1] and reports == [(2, 6), (4, 6), (5, 6), (6, 6)]
     with pytest.raises(ValueError, match="max_batch"):
         run_specs(PROTOCOL, specs, cache=False, benchmark=rules, max_batch=0)
+
+
+def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
+    base = LifelongProtocol("perm_mnist")
+    assert base.describe() == {k: v for k, v in asdict(base).items()
+                               if k not in ("eval_batch", "drop_last", "permute_first_task")}
+    run = method_run("bgd", "perm_mnist", 0)
+    reference = LifelongProtocol("perm_mnist", eval_batch=128, drop_last=False, permute_first_task=False)
+    assert reference.describe() == {**base.describe(), "eval_batch": 128, "drop_last": False,
+                                         "permute_first_task": False}
+    assert config_key(run_config(reference, "bgd", run)) != config_key(run_config(base, "bgd", run))
+    with pytest.raises(ValueError, match="permuted benchmark"):
+        LifelongProtocol("split_mnist", permute_first_task=False)
+    with pytest.raises(ValueError, match="eval_batch"):
+        LifelongProtocol("perm_mnist", eval_batch=0)
+
+
+def test_bgd_runs_report_the_accuracy_their_inference_names(rules):
+    protocol = LifelongProtocol("split_mnist", epochs=1, batch_size=60, eval_samples=3, hidden=(32, 32), eval_batch=40,
+                                drop_last=False)  # 400 examples per task: the last batch has 40
+    specs = [RunSpec("bgd", 0), RunSpec("bgd", 0, (("mc_inference", "average_accuracy"),))]
+    by_softmax, by_pass = run_specs(protocol, specs, cache=False, benchmark=rules)
+    net = continual.BayesianMLP(SIZES, [method_run(s.method, "split_mnist", s.seed, **dict(s.overrides)) for s in specs])
+    hist = fit(net, rules, epochs=1, batch_size=60, eval_every="task", eval_samples=3, eval_batch=40, drop_last=False,
+               step=net.train_step, progress=False)
+    assert by_softmax["train_loss"] == by_pass["train_loss"] == hist.train_loss[0].tolist()
+    assert by_softmax["accuracy"] == hist.accuracy[0].tolist()
+    assert by_pass["accuracy"] == hist.single_pass_accuracy[1].tolist()

@@ -125,3 +125,15 @@ def test_continuous_stream_is_seeded_and_checks_its_arguments():
         sample_continuous_stream(probs, [3], torch.Generator())
     with pytest.raises(ValueError, match="at least one example"):
         sample_continuous_stream(probs, [3, 0], torch.Generator())
+
+
+def test_first_task_can_stay_unpermuted_as_in_the_bgd_reference(raw):
+    default = build_benchmark("perm_mnist", raw, seed=3)
+    reference = build_benchmark("perm_mnist", raw, seed=3, permute_first=False)
+    assert torch.equal(reference.tasks[0].train_x, normalise(raw.train_images, "mnist"))
+    assert torch.equal(reference.tasks[0].test_x, normalise(raw.test_images, "mnist"))
+    assert reference.tasks[0].name == "unpermuted"
+    for ours, theirs in zip(default.tasks[1:], reference.tasks[1:]):
+        assert ours.name == theirs.name and torch.equal(ours.train_x, theirs.train_x)
+    with pytest.raises(ValueError, match="permuted benchmark"):
+        build_benchmark("split_mnist", raw, permute_first=False)

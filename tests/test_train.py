@@ -216,3 +216,33 @@ def test_compiled_evaluation_draws_the_same_masks(two_tasks):
                        for net, c in zip(nets, (False, True)))
     np.testing.assert_array_equal(eager.accuracy, compiled.accuracy)
     np.testing.assert_allclose(eager.activity, compiled.activity, rtol=1e-6)
+
+
+def test_single_pass_accuracy_averages_the_accuracy_of_each_pass(two_tasks):
+    net = StochasticMLP(SIZES, [presynaptic(seed=1), deterministic(seed=2)])
+    task = two_tasks.tasks[0]
+    drawn = net.eval_masks_drawn.clone()
+    result = evaluate(net, task.test_x, task.test_y, n_samples=3, mask_batch=40)
+    net.eval_masks_drawn.copy_(drawn)
+    correct = torch.zeros(2)
+    for _ in range(3):  # the same passes again: one mask per 40 examples
+        for start in range(0, len(task.test_y), 40):
+            logits, _ = net.sample_pass(task.test_x[start:start + 40])
+            correct += (logits.argmax(-1) == task.test_y[start:start + 40]).sum(1)
+    assert np.allclose(result.single_pass_accuracy, (correct / (3 * len(task.test_y))).numpy())
+    assert result.single_pass_accuracy[1] == result.accuracy[1]  # deterministic: every pass is the same
+
+
+def test_last_incomplete_batch_is_dropped_unless_asked_for(two_tasks):
+    sizes = []
+
+    def step(x, y):
+        sizes.append(x.shape[1])
+        return torch.zeros(x.shape[0])
+
+    net = StochasticMLP(SIZES, [deterministic(seed=1)])
+    fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False)
+    assert sizes == [120, 120] * 2  # 300 examples per task
+    sizes.clear()
+    fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False, drop_last=False)
+    assert sizes == [120, 120, 60] * 2
