@@ -8,7 +8,8 @@ width of 1,280 px and, once MathJax has typeset it, checked for:
 * MathJax errors (a formula that does not typeset) and raw math left in the text (``\\(``, ``$``, ...);
 * requests to another host (the pages must work offline: scripts, styles, fonts and MathJax included);
 * broken internal links (missing page or anchor) and images or other files that do not load;
-* content wider than the window (a horizontal scroll bar at 1,280 px).
+* content wider than the window (a horizontal scroll bar at 1,280 px), and figures shown so small
+  that their smallest text (9 points, :mod:`lib.book`) is below 9 px.
 
 A full-page screenshot of every page is saved to ``_build/screenshots/`` (or ``$PRESYN_SCREENSHOTS``).
 The test is skipped when Chromium or its driver is not installed (``apt-get install chromium
@@ -33,12 +34,15 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from lib import book
+
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 1280, 900
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = Path(os.environ.get("PRESYN_SCREENSHOTS", ROOT / "_build" / "screenshots"))
 EXTRA_PAGES = ["index.html", "genindex.html", "search.html"]  # made by Sphinx, not listed in _toc.yml
+MIN_TEXT_PX_AT_SCALE_1 = 9 * book.DPI / 72  # pixels of 9-point text in a figure shown at its own size
 
 try:
     import selenium  # noqa: F401
@@ -142,10 +146,13 @@ const done = arguments[arguments.length - 1];
     if (/\\\(|\\\)|\\\[|\\\]|\$|\\begin\{|\\frac|\\text\{/.test(text)) rawMath.push(text.trim().slice(0, 120));
   }
   const links = [...document.querySelectorAll("a[href]")].map(a => a.href);
+  // figures drawn by the chapters: displayed width over the PNG's own width
+  const figures = [...document.querySelectorAll("main img")].filter(img => /\/_images\/.*\.png$/.test(img.src)).map(
+    img => ({src: img.src.split("/").pop(), scale: img.getBoundingClientRect().width / img.naturalWidth}));
   const root = document.documentElement;
   done({
     mathjax: !!(window.MathJax && MathJax.startup),
-    mathErrors: errors, rawMath: rawMath, brokenImages: brokenImages, links: links,
+    mathErrors: errors, rawMath: rawMath, brokenImages: brokenImages, links: links, figures: figures,
     scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, height: root.scrollHeight,
   });
 })().catch(e => done({failure: String(e)}));
@@ -245,6 +252,9 @@ def test_page_in_the_browser(page, book_html, server, browser):
         "broken internal links": broken_links(state["links"], server, book_html),
         "wider than the window": ([f"{state['scrollWidth']} px > {state['clientWidth']} px"]
                                   if state["scrollWidth"] > state["clientWidth"] else []),
+        # text of book.STYLE's smallest size (9 pt at book.DPI) must be shown at 9 px or more
+        "figure text below 9 px": [f"{f['src']}: {f['scale'] * MIN_TEXT_PX_AT_SCALE_1:.1f} px"
+                                   for f in state["figures"] if f["scale"] * MIN_TEXT_PX_AT_SCALE_1 < 9],
     }
     problems = {k: v for k, v in problems.items() if v}
     assert not problems, f"{page} (screenshot {shot}):\n" + json.dumps(problems, indent=1)
