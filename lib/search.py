@@ -1,4 +1,6 @@
-"""Random search over the metaplasticity parameters, every trial trained in one batch (spec 4.2, 4.4).
+"""Random search over the metaplasticity parameters, every trial trained in one batch.
+
+As the paper's Methods describe and the authors' random-search code draws them.
 
 The paper tuned :math:`p_{up}`, :math:`p_{down}`, :math:`p_{freeze}` and the learning rate
 :math:`\\eta_0` of the lifelong model by a random search on Permuted MNIST, and each ablation of

@@ -1,6 +1,6 @@
 """Training engine: whole datasets as tensors, R runs trained together, one mini-batch step at a time.
 
-One training step of every run (authors' ``_train_step_ddc``, spec 1.3):
+One training step of every run (authors' ``_train_step_ddc`` in their ``lib/train.py``):
 
 1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p`;
 2. mean cross-entropy of the mini-batch and its gradient :math:`g = \\partial L/\\partial \\bar w`
@@ -212,7 +212,7 @@ def evaluate(
 ) -> Evaluation:
     """Accuracy, mutual information (bits) and activity energy of every run on one test set.
 
-    As in the authors' code (spec 2): each of ``n_samples`` stochastic passes draws one release mask
+    As in the authors' code (their ``lib/metric.py``): each of ``n_samples`` stochastic passes draws one release mask
     per ``mask_batch`` consecutive test examples; accuracy is the argmax of the softmax averaged over
     the passes; the mutual information uses the soft confusion matrix of a single pass; the activity
     is the summed post-ReLU activation of all hidden units per example, averaged over passes and
