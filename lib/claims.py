@@ -194,6 +194,7 @@ def markdown_table(rows: Sequence[Claim]) -> str:
     lines = ["| claim | paper | this book (mean ± s.e.m.) | difference | verdict |", "|---|---|---|---|---|"]
     for c in rows:
         mark = {"agrees within the errors": "✓", "holds": "✓", "differs": "✗", "does not hold": "✗"}.get(c.verdict, "·")
+        short = "agrees" if c.verdict == "agrees within the errors" else c.verdict
         role = "ref" if c.where.startswith("disagree") else "doc"
-        lines.append(f"| {c.claim} | {c.paper} | {c.ours} | {c.difference} | {mark} {{{role}}}`{c.verdict} <{c.where}>` |")
+        lines.append(f"| {c.claim} | {c.paper} | {c.ours} | {c.difference} | {mark}&nbsp;{{{role}}}`{short} <{c.where}>` |")
     return "\n".join(lines)

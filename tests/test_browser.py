@@ -188,11 +188,12 @@ def requests_of(driver, server: str) -> tuple[list[str], list[str]]:
         params = message.get("params", {})
         if message["method"] == "Network.requestWillBeSent":
             url = params["request"]["url"]
-            if not url.startswith((server, "data:", "blob:", "about:")):
-                foreign.append(url)
+            if url.startswith(("http:", "https:", "ws:", "wss:", "ftp:")) and not url.startswith(server):
+                foreign.append(url)  # (the browser's own chrome:// pages are not the book's)
         elif message["method"] == "Network.responseReceived":
             response = params["response"]
-            if response["url"].startswith(server) and response["status"] >= 400:
+            if (response["url"].startswith(server) and response["status"] >= 400
+                    and not response["url"].endswith("/favicon.ico")):  # asked for by the browser, not the page
                 failed.append(f"{response['url']} (HTTP {response['status']})")
     return foreign, failed
 
