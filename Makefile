@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 PIP_NOISE := is ignored: it is neither
 FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: book test data reference throughput reproduce clean
+.PHONY: book test data browser reference throughput reproduce clean
 
 book: $(INSTALLED) data
 	$(VENV)/bin/jupyter-book build . --keep-going -W -n
@@ -19,7 +19,7 @@ book: $(INSTALLED) data
 # The seeded numbers that the notebook tests compare depend on the number of BLAS threads: fix it.
 TEST_THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 
-test: $(INSTALLED) data
+test: $(INSTALLED) data browser
 	$(TEST_THREADS) $(PY) -m pytest
 
 $(INSTALLED): requirements.txt pyproject.toml
@@ -34,6 +34,12 @@ data: $(INSTALLED)
 	@if [ ! -d $(FMNIST_DEB_DIR) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || true; fi
 	$(PY) -m lib data fetch
+
+# Headless Chromium and its driver for tests/test_browser.py (the built book in a real browser), from
+# Debian where apt-get can install them (as root); without them that test is skipped.
+browser:
+	@if ! command -v chromedriver >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || true; fi
 
 # Re-record the expected outputs of the notebook smoke tests after an intended change of results.
 reference: $(INSTALLED) data

@@ -31,8 +31,8 @@ def lesion_masks(
 ) -> list[list[Tensor]]:
     """For each fraction, keep-masks that remove that fraction of all synapses, least important first.
 
-    As in the authors' code (spec 3.1), ties are broken by a jitter :math:`10^{-4}(U - 0.5)` and the
-    threshold is one global percentile over all layers.
+    As in the authors' code (``importance_lesion`` in their ``lib/test.py``), ties are broken by a
+    jitter :math:`10^{-4}(U - 0.5)` and the threshold is one global percentile over all layers.
     """
     jittered = [s + 1e-4 * (torch.rand(s.shape, generator=generator) - 0.5) for s in importance]
     flat = torch.cat([j.flatten() for j in jittered])
@@ -78,7 +78,7 @@ def lesion_accuracy(
     """Test accuracy after removing a fraction of synapses (``wbar = 0``), least important first (Fig. 2b).
 
     The surviving synapses keep their :math:`p`, so the network stays stochastic; the lesioned networks
-    of all fractions are evaluated together as one batch of runs (10 stochastic passes, spec 3.1).
+    of all fractions are evaluated together as one batch of runs (10 stochastic passes, as in their ``lib/test.py``).
     """
     masks = lesion_masks(importance, fractions, torch.Generator().manual_seed(seed))
     net = network_of(weights, probs, biases, runs=len(fractions), seed=seed)
@@ -120,7 +120,7 @@ def neuron_importance(
     """Counts of important inputs and outputs of the neurons of hidden ``layer`` (0 = first hidden layer).
 
     The shuffled baseline permutes the importance labels among all synapses of the incoming weight
-    matrix, keeping their number (spec 3.4); ``shuffles`` permutations are pooled. The
+    matrix, keeping their number (the paper's Results on Fig. 3); ``shuffles`` permutations are pooled. The
     Kolmogorov-Smirnov test compares the true with the shuffled distribution of input counts; a
     neuron is highly (un)important when its count lies 2 s.d. above (below) the shuffled mean.
     """
@@ -152,10 +152,12 @@ def empirical_fisher(
 ) -> list[Tensor]:
     """Diagonal Fisher information of the expected weights, :math:`F_i = \\frac1N\\sum_n (\\partial_{\\bar w_i} \\log q(y_n|x_n))^2`.
 
-    As in the authors' analysis (spec 3.3) the network is made deterministic (all :math:`p = 1`), so
-    it computes with :math:`\\bar w`. ``labels="true"`` uses the data's labels (empirical Fisher, the
-    authors' choice); ``labels="model"`` samples :math:`y_n` from the network's own output (the true
-    Fisher, in expectation). See :func:`lib.model.diagonal_fisher`; biases are left out.
+    As in the authors' analysis (``fisher_importance_correlation`` in their ``lib/test.py``) the
+    network is made deterministic (all :math:`p = 1`), so it computes with :math:`\\bar w`.
+    ``labels`` says where :math:`y_n` comes from: ``"true"``, the data's labels, gives the *empirical*
+    Fisher (the authors' choice); ``"model"``, labels sampled from the network's own output, gives the
+    *true* Fisher (in expectation). The argument names the labels, not the kind of Fisher. See
+    :func:`lib.model.diagonal_fisher`; biases are left out.
     """
     fisher, _ = diagonal_fisher([w.unsqueeze(0) for w in weights], [b.unsqueeze(0) for b in biases], x, y,
                                 labels=labels, generators=[torch.Generator().manual_seed(seed)], batch=batch)

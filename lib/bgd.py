@@ -126,7 +126,7 @@ class BGDConfig:
         return {**settings, "training_noise": TRAINING_NOISE}
 
 
-# The authors' final BGD comparison (spec 4.5, ``exp_comparison.sh`` of their BGD fork): 2x200 hidden
+# The authors' final BGD comparison (``exp_comparison.sh`` of their BGD fork): 2x200 hidden
 # units, batch 128 (which matters, the gradient being a sum over the batch), 10 Monte-Carlo samples in
 # training and 10 at test; (std_init, mean_eta) from a grid std_init in {1e-4, 1e-3, 1e-2, 5e-2} x
 # mean_eta in {0.1, 1, 10} at seed 2019. Use ``dataclasses.replace(BGD_SETTINGS[name], seed=...)``.

@@ -3,16 +3,17 @@
 Every method is a recipe that turns (benchmark, seed) into one run of the batched engine:
 
 * ``presynaptic``: presynaptic consolidation, i.e. plastic release probabilities with learning-rate
-  modulation (eq. 5) and freezing at :math:`p_{freeze}` (the authors' lifelong configs, spec 4.2).
+  modulation (eq. 5) and freezing at :math:`p_{freeze}` (the authors' lifelong configs ``etc/dyn_*.json``).
   No task boundary is used.
 * ``no_consolidation``: the same stochastic model without modulation and without freezing.
 * ``sgd``: the authors' "standard" baseline, a deterministic network trained by the optimiser and
-  learning rate of their configs (SGD or Adam, spec 4.2).
+  learning rate of their configs (SGD or Adam, ``etc/mlp_*.json``).
 * ``ewc``: elastic weight consolidation (Kirkpatrick et al. 2017) on the deterministic network; it
   is told the task boundaries, where it stores each task's Fisher information.
 * ``bgd``: Bayesian gradient descent (Zeno et al. 2018), task-agnostic (:mod:`lib.bgd`).
 * ``joint``: the multitask upper bound, one deterministic network trained on all tasks at once.
-* ablations of Fig. 5a, each with the metaplasticity values its own search found (spec 4.4):
+* ablations of Fig. 5a, each with the metaplasticity values its own search found
+  (``exp_ablation_split-mnist.sh``, ``exp_ablation_perm-mnist.sh``):
   ``full`` (the complete model with the ablation study's values), ``no_freeze``,
   ``no_lr_modulation``, ``no_freeze_no_lr_modulation`` and ``ghost`` (release fixed at 0.5 while a
   "ghost" :math:`p` still evolves and gates plasticity).
@@ -50,11 +51,11 @@ METHODS = {
     "no_freeze_no_lr_modulation": "ablation: neither freezing nor lr modulation",
     "ghost": "ablation: release fixed at 0.5, ghost p gates plasticity",
 }
-# Presynaptic settings of the authors' lifelong configs (spec 4.2). The configs have p_up = 0.0520 and
+# Presynaptic settings of the authors' lifelong configs (``etc/dyn_*.json``). The configs have p_up = 0.0520 and
 # p_down = 0.0516, the paper's Methods the other way round; the configs produced the published numbers.
 LIFELONG_RULE = dict(g_lim=0.001, p_up=0.0520, p_down=0.0516, p_freeze=0.9353, lr_modulation=True, weight_decay=0.0)
 PRESYNAPTIC_LR = {"split": 0.001, "perm": 0.01}
-# Ablations (spec 4.4): (p_down, p_up, p_freeze) per family; p_freeze = 1.0 in the code means never.
+# Ablations (``exp_ablation_*.sh``): (p_down, p_up, p_freeze) per family; p_freeze = 1.0 in the code means never.
 ABLATIONS = {
     "full": {"split": (0.0624703, 0.05835393, 0.94452875), "perm": (0.04021639, 0.04460148, 0.94791622)},
     "no_freeze": {"split": (0.08590142, 0.06543912, 1.0), "perm": (0.04378614, 0.04522727, 1.0)},
@@ -62,7 +63,7 @@ ABLATIONS = {
     "no_lr_modulation": {"split": (0.0506991, 0.04199989, 0.94187781), "perm": (0.03559312, 0.08535058, 0.92272659)},
     "ghost": {"split": (0.09833934, 0.09764242, 0.9466155), "perm": (0.05188978, 0.0571483, 0.92943784)},
 }
-# The standard baseline's optimiser and learning rate per benchmark (authors' configs, spec 4.2).
+# The standard baseline's optimiser and learning rate per benchmark (authors' configs ``etc/mlp_*.json``).
 STANDARD = {"perm_mnist": ("sgd", 1e-3), "perm_fmnist": ("adam", 1e-6), "split_mnist": ("adam", 1e-6),
             "split_fmnist": ("sgd", 1e-4), "perm_mnist_cont": ("sgd", 1e-3)}
 JOINT = ("adam", 1e-3)
@@ -124,7 +125,7 @@ def method_run(method: str, benchmark: str, seed: int, **overrides) -> SynapseCo
 
 @dataclass(frozen=True)
 class LifelongProtocol:
-    """What the runs of one benchmark share (spec 4.2): 784-200-200-{2|10}, 10 epochs per task,
+    """What the runs of one benchmark share (``exp_lifelong.sh``): 784-200-200-{2|10}, 10 epochs per task,
     batch 100, 10 stochastic test passes; ``subset`` keeps fewer examples per task (smoke runs).
 
     The permutations of the permuted benchmarks are drawn once (``permutation_seed``) and shared by

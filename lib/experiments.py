@@ -75,7 +75,7 @@ def store(experiment: str, config: dict, result: dict) -> Path:
 # ---------------------------------------------------------------------------------------- energy
 @dataclass(frozen=True)
 class EnergyProtocol:
-    """What all runs of the energy experiment share (spec 4.1)."""
+    """What all runs of the energy experiment share (``exp_energy.sh``, ``etc/dyn_mnist_energy.json``)."""
 
     benchmark: str = "mnist"
     sizes: tuple[int, ...] = (784, 200, 200, 10)
@@ -108,10 +108,11 @@ def _run_config(protocol: EnergyProtocol, run: SynapseConfig) -> dict:
 
 def run_energy(
     runs: Sequence[SynapseConfig], protocol: EnergyProtocol = EnergyProtocol(), *, progress: bool | None = None,
-    save_state: bool = True, cache: bool = True, force: bool = False,
-) -> list[dict]:
+    save_state: bool = True, cache: bool = True, force: bool = False, train: bool = True,
+) -> list[dict | None]:
     """Train every run not yet in the cache (all together, batched) and return every run's result.
 
+    ``train=False`` trains nothing: runs not in the cache come back as ``None``.
     ``cache=False`` trains every run and stores nothing (smoke runs leave the cache alone);
     ``force=True`` trains and stores every run again (e.g. to regenerate a final state that the
     cache lacks: the ``.npz`` states are not kept in the repository, only the results).
@@ -125,7 +126,7 @@ def run_energy(
     configs = [_run_config(protocol, r) for r in runs]
     todo = [r for r, c in zip(runs, configs) if force or not cache or load_cached("energy", c) is None]
     fresh: dict[str, dict] = {}
-    if todo:
+    if todo and train:
         device = default_device()
         bench = make_benchmark(protocol.benchmark, subset=protocol.subset, device=device)
         net = StochasticMLP(protocol.sizes, todo, device=device)
@@ -156,15 +157,16 @@ def run_energy(
 
 def energy_sweep(
     model: str, weight_decays: Sequence[float], seeds: Sequence[int], protocol: EnergyProtocol = EnergyProtocol(),
-    fixed_p: Mapping[float, float] | None = None, *, progress: bool | None = None,
-) -> list[dict]:
+    fixed_p: Mapping[float, float] | None = None, *, progress: bool | None = None, train: bool = True,
+) -> list[dict | None]:
     """The results of ``model`` at every (lambda, seed), lambda-major, from the cache or trained as one batch.
 
     ``fixed_p[lambda]`` is the fixed model's release probability at that lambda (default 0.4, the
-    authors' code); see :func:`matched_release` for the value chapter 2 uses.
+    authors' code); see :func:`matched_release` for the value chapter 2 uses. ``train=False``: see
+    :func:`run_energy`.
     """
     runs = [energy_run(model, wd, s, (fixed_p or {}).get(wd, 0.4)) for wd in weight_decays for s in seeds]
-    return run_energy(runs, protocol, progress=progress)
+    return run_energy(runs, protocol, progress=progress, train=train)
 
 
 def matched_release(weight_decays: Sequence[float], presynaptic_results: Sequence[dict]) -> dict[float, float]:
@@ -211,7 +213,7 @@ def _histogram(values: torch.Tensor, bins: np.ndarray) -> list[float]:
 
 
 def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProtocol(), *, cache: bool = True,
-                       n_samples: int = 10) -> dict:
+                       n_samples: int = 10, train: bool = True) -> dict | None:
     """Chapters 3 and 4 on one trained presynaptic run: sparsity, lesions, neurons, Fisher information.
 
     Trains the run first if its final state is not stored. The result (cached in
@@ -219,11 +221,14 @@ def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     :math:`\\log_{10}|\\bar w|` and of :math:`\\log_{10} F` for important (:math:`p \\ge 0.9`) and other
     synapses, lesion curves at :data:`LESION_FRACTIONS` for every order of
     :func:`lib.analysis.importance_scores` and for both Fisher informations, and the neuron-level
-    statistics of both hidden layers.
+    statistics of both hidden layers. With ``train=False`` an analysis that is not cached is not
+    computed: the result is ``None``.
     """
     config = {**_run_config(protocol, run), "analysis": {"n_samples": n_samples, "fractions": LESION_FRACTIONS}}
     if cache and (stored := load_cached("analysis", config)) is not None:
         return stored
+    if not train:
+        return None
     state = load_state(run, protocol)
     if state is None:
         run_energy([run], protocol, force=True)

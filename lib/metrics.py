@@ -20,7 +20,9 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def soft_confusion(probs: Tensor, labels: Tensor, n_classes: int) -> Tensor:
-    r"""Soft confusion matrix :math:`C[y, k] = \sum_{n: y_n = y} \mathrm{softmax}_k(f(x_n))` (spec 2).
+    r"""Soft confusion matrix :math:`C[y, k] = \sum_{n: y_n = y} \mathrm{softmax}_k(f(x_n))`.
+
+    As in the authors' ``lib/metric.py``.
 
     ``probs`` ``(..., N, K)`` are softmax outputs, ``labels`` ``(N,)``; returns ``(..., n_classes, K)``.
     """

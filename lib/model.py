@@ -4,7 +4,7 @@ Each synapse *i* has an expected strength :math:`\\bar w_i` (the learned paramet
 probability :math:`p_i`. A forward pass draws one release mask :math:`r_i \\sim \\mathrm{Bernoulli}(p_i)`
 shared by all examples of the mini-batch and transmits :math:`w_i = r_i \\bar w_i / p_i`, so that
 :math:`\\mathbb E[w_i] = \\bar w_i` (paper eqs. 1-3; the authors' ``normalise=True`` parameterisation,
-spec section 1.2). The strength on release is :math:`m_i = \\bar w_i / p_i`.
+the authors' ``lib/ddc.py``). The strength on release is :math:`m_i = \\bar w_i / p_i`.
 
 Deterministic and fixed-probability networks are the same object with :math:`p` fixed (at 1 or at a
 constant). All tensors carry a leading run axis R: weights are ``(R, out, in)``, so R runs with
@@ -53,7 +53,7 @@ BGD_MEAN_INIT_STREAM = 6  # BGD's initial means drawn as in its reference code (
 class SynapseConfig:
     """Everything that may differ between runs trained together (one run = one config).
 
-    Defaults are the energy experiment of the paper (spec 4.1): :math:`\\eta = 0.05`,
+    Defaults are the energy experiment of the paper (Methods; ``etc/dyn_mnist_energy.json``): :math:`\\eta = 0.05`,
     :math:`p_{up} = p_{down} = 0.07`, :math:`g_{lim} = 0.001`, initial and minimal
     :math:`p = 0.25`, no freezing, no learning-rate modulation.
 
@@ -77,7 +77,7 @@ class SynapseConfig:
             (authors' code for the deterministic and fixed-p baselines). Biases are never masked.
         release_p: the "ghost" control of Fig. 5a: release happens with this fixed probability,
             while :math:`p` still evolves by eq. 4 and still modulates learning, freezing and the
-            normalisation :math:`r\\bar w / p` (authors' code, spec 4.4). ``None``: release with :math:`p`.
+            normalisation :math:`r\\bar w / p` (authors' code, ``--fixed_probs``). ``None``: release with :math:`p`.
         optimizer: ``"sgd"`` (the presynaptic model, eq. 5) or ``"adam"`` (some of the authors'
             baselines; torch's Adam, L2 decay added to the gradient). All runs of one network share it.
         ewc_lambda: strength :math:`\\lambda` of the elastic weight consolidation penalty; 0 switches it off.
@@ -196,9 +196,9 @@ def release_scales(uniforms: Tensor, p: Tensor, release: Tensor | None = None) -
     """Release mask divided by the release probability, :math:`r / p` with :math:`r = [u < p]`.
 
     For :math:`u \\sim U[0, 1)`, :math:`r \\sim \\mathrm{Bernoulli}(p)` and :math:`\\mathbb E[r/p] = 1`, so
-    ``weight * release_scales(u, p)`` transmits :math:`\\bar w` in expectation (spec 1.2). With
+    ``weight * release_scales(u, p)`` transmits :math:`\\bar w` in expectation (the authors' ``lib/ddc.py``). With
     ``release`` given (the ghost control), :math:`r = [u < \\text{release}]` while the division is
-    still by :math:`p`, as in the authors' code (spec 4.4).
+    still by :math:`p`, as in the authors' code (``--fixed_probs`` in ``exp_ablation_*.sh``).
     """
     return (uniforms < (p if release is None else release)) / p
 

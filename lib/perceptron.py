@@ -1,4 +1,6 @@
-"""The lifelong perceptron of Figs. 5b-c: one perceptron learns five random tasks in sequence (spec 4.6).
+"""The lifelong perceptron of Figs. 5b-c: one perceptron learns five random tasks in sequence.
+
+As in the paper (Methods "Perceptron") and the authors' notebook ``run_lifelong-perceptron.ipynb``.
 
 Every task is a set of :math:`P` patterns :math:`x \\in \\{-1, +1\\}^N` with labels :math:`y \\in \\{-1, +1\\}`,
 all entries i.i.d. uniform. Two perceptrons see the same tasks, one after the other, in mini-batches of
@@ -11,8 +13,8 @@ all entries i.i.d. uniform. Two perceptrons see the same tasks, one after the ot
   :math:`u = \\frac1B \\sum_b (y_b - \\hat y_b)\\, x_b \\odot r_b`, modulated as in eq. 5, while the release
   probabilities follow eq. 4 with :math:`u` in place of the gradient (:func:`update_release_probability`).
 
-After every pass both are tested on all tasks. The authors' notebook ([NB]) fixes the numbers: N = 1000,
-5 tasks of 100 patterns, 25 passes, B = 5, :math:`g_{lim} = 0.1`, :math:`p_{up} = p_{down} = 0.2`,
+After every pass both are tested on all tasks. The authors' notebook (``run_lifelong-perceptron.ipynb``)
+fixes the numbers: N = 1000, 5 tasks of 100 patterns, 25 passes, B = 5, :math:`g_{lim} = 0.1`, :math:`p_{up} = p_{down} = 0.2`,
 :math:`p_{min} = 0.25`, :math:`p_{freeze} = 0.9`, 10 votes per test pattern, seeds 1000-1009.
 
 All seeds run together, as arrays with a leading seed axis. Every seed owns three generators, for its
@@ -39,10 +41,10 @@ Evaluate = Literal["pass", "task", "end"]
 
 @dataclass(frozen=True)
 class PerceptronConfig:
-    """Hyperparameters of the experiment; the defaults are the paper's (spec 4.6, section 6 rows 13-14).
+    """Hyperparameters of the experiment; the defaults are the paper's (Methods "Perceptron").
 
     ``p_freeze`` is both the freezing threshold and the upper clip of :math:`p`, as in the authors'
-    notebook (spec 7.11).
+    notebook (``run_lifelong-perceptron.ipynb``).
     """
 
     n_inputs: int = 1000
@@ -155,7 +157,7 @@ def standard_step(counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
 def presynaptic_step(
     wbar: np.ndarray, p: np.ndarray, x: np.ndarray, y: np.ndarray, r: np.ndarray, config: PerceptronConfig
 ) -> np.ndarray:
-    """One step of the presynaptic perceptron (spec 4.6); updates ``wbar`` in place and returns the new :math:`p`.
+    """One step of the presynaptic perceptron (authors' notebook); updates ``wbar`` in place and returns the new :math:`p`.
 
     .. math::
         \\hat y_b = \\operatorname{sgn}\\Big(\\sum_i r_{bi}\\, x_{bi}\\, \\bar w_i / p_i\\Big), \\qquad
@@ -201,7 +203,7 @@ def simulate(config: PerceptronConfig, seeds: Sequence[int], *, evaluate: Evalua
     ``"end"`` only.
 
     Tasks come one after the other, ``config.passes`` passes each, mini-batches in the fixed order of the
-    patterns (the authors compute a shuffling permutation but never use it, spec 7.11).
+    patterns (the authors compute a shuffling permutation but never use it, ``run_lifelong-perceptron.ipynb``).
     """
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -274,7 +276,7 @@ def capacity_sweep(
     """Average final accuracy of both models as the number of patterns per task grows.
 
     With :math:`T` tasks of :math:`P` patterns the perceptron must store :math:`TP` patterns in all; the
-    sweep approaches the capacity :math:`2N` ([ART] Methods: there the two models converge). Each size
+    sweep approaches the capacity :math:`2N` (the paper's Methods: there the two models converge). Each size
     is one cached run of :func:`run_perceptron`, tested after every task. Returns ``patterns``, the load
     :math:`TP/N`, per model a (size, seed) list of average final accuracies, and ``frozen_first_task``,
     the (size, seed) fraction of synapses frozen by the end of the first task.

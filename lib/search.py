@@ -1,4 +1,4 @@
-"""Random search over a method's settings, every trial a cached run of the batched engine (spec 4.2, 4.4).
+"""Random search over a method's settings, every trial a cached run of the batched engine.
 
 The paper tuned :math:`p_{up}`, :math:`p_{down}`, :math:`p_{freeze}` and the learning rate
 :math:`\\eta_0` of the lifelong model by a random search on Permuted MNIST, and each ablation of

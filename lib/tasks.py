@@ -1,4 +1,6 @@
-"""Benchmarks: sequences of classification tasks as whole-dataset float tensors (spec 4.0, 4.2, 4.3).
+"""Benchmarks: sequences of classification tasks as whole-dataset float tensors.
+
+As the authors' ``lib/data.py`` and ``lib/sampler.py`` build them.
 
 * ``mnist``, ``fmnist``: one 10-way task, the full dataset (energy experiments).
 * ``split_mnist``, ``split_fmnist``: 5 tasks, the class pairs (0,1), (2,3), ..., (8,9) in order, each a
@@ -150,7 +152,9 @@ def make_benchmark(
 
 
 def continuous_task_probs(n_tasks: int, steps_per_task: int, transition_portion: float = 0.25) -> Tensor:
-    """Probability of drawing each task at each position of the continuous stream (spec 4.3), float64.
+    """Probability of drawing each task at each position of the continuous stream, float64.
+
+    As the authors' ``lib/sampler.py``.
 
     Returns ``(n_tasks * steps_per_task, n_tasks)``. With ``k = int(steps_per_task * transition_portion / 2)``,
     the first ``k`` positions of task j's block mix task j-1 (falling linearly from 0.5 to 0, both
@@ -204,7 +208,7 @@ def sample_continuous_stream(
 
 
 class ContinuousStream:
-    """Training stream of continuous Permuted MNIST (spec 4.3), one block of ``examples_per_task`` per task.
+    """Training stream of continuous Permuted MNIST (authors' ``lib/sampler.py``), one block of ``examples_per_task`` per task.
 
     Every run draws its own stream with its own generator: for each position a task from
     :func:`continuous_task_probs` and an example uniformly within it. The tasks' training sets are

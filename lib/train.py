@@ -1,6 +1,6 @@
 """Training engine: whole datasets as tensors, R runs trained together, one mini-batch step at a time.
 
-One training step of every run (authors' ``_train_step_ddc``, spec 1.3):
+One training step of every run (authors' ``_train_step_ddc`` in their ``lib/train.py``):
 
 1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p` (:func:`lib.model.release_masks`;
    counter-based masks are computed inside the compiled step);
@@ -187,7 +187,7 @@ def evaluate(
 ) -> Evaluation:
     """Accuracy, mutual information (bits) and activity energy of every run on one test set.
 
-    As in the authors' code (spec 2): each of ``n_samples`` stochastic passes draws one release mask
+    As in the authors' code (their ``lib/metric.py``): each of ``n_samples`` stochastic passes draws one release mask
     per ``mask_batch`` consecutive test examples; accuracy is the argmax of the softmax averaged over
     the passes, :math:`\\frac1N\\sum_n [\\arg\\max_k \\frac1S\\sum_s q_s(k|x_n) = y_n]`;
     ``single_pass_accuracy`` is the accuracy of each pass alone, averaged over the passes,

@@ -1,0 +1,69 @@
+"""Helpers that the book's chapters share: summaries over seeds, library source on the page, figure style.
+
+Every chapter averages its runs over seeds and shows mean ± standard error of the mean (s.e.m., the
+error the paper's figure legends give); :func:`mean_sem` and :func:`mean_sem_text` are the one
+definition of both. :func:`style` sets the look and the size of every figure: at most
+:data:`FIGURE_WIDTH` inches wide with text of at least 9 points, drawn at :data:`DPI` dots per inch,
+so that the smallest text of a figure is 9 px or more and sharp when the page is 1,280 px wide.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+from scipy import stats
+
+FIGURE_WIDTH = 8.0  # inches: the widest figure that fits the text column without shrinking below 9-pt text
+DPI = 200           # dots per inch of the PNG images (sharp on high-density screens too)
+
+STYLE = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "figure.titlesize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def mean_sem(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error of the mean (``ddof=1``) along ``axis`` (the seeds).
+
+    With a single value along ``axis`` the error is 0 (not NaN), so that a one-seed smoke run plots.
+    """
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis)
+    if values.shape[axis] < 2:
+        return mean, np.zeros_like(mean)
+    return mean, stats.sem(values, axis=axis, ddof=1)
+
+
+def mean_sem_text(values, digits: int = 2, scale: float = 1.0, axis: int = 0) -> str:
+    """``"mean ± s.e.m."`` of ``scale * values`` with ``digits`` decimals."""
+    mean, sem = mean_sem(scale * np.asarray(values, dtype=float), axis=axis)
+    return f"{float(mean):.{digits}f} ± {float(sem):.{digits}f}"
+
+
+def show_source(obj) -> None:
+    """Display the library code of a function or class, so that an equation has its code beside it."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{inspect.getsource(obj)}```"))
+
+
+def style() -> None:
+    """The figure style of the book (fonts of 9 points or more, 200-dpi PNG, no top and right spines)."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+
+
+def figsize(height: float, width: float = FIGURE_WIDTH) -> tuple[float, float]:
+    """A figure size in inches, at most :data:`FIGURE_WIDTH` wide."""
+    return min(width, FIGURE_WIDTH), height
