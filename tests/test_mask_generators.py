@@ -64,8 +64,6 @@ def test_agreement_is_judged_against_the_seeds_spread():
 
 def test_stored_runs_of_both_generators_agree_within_the_seeds_spread():
     changes = generator_change(STORED_RESULTS)
-    if not changes:
-        pytest.skip("no experiment is stored under both generators")
     experiments = {c.experiment for c in changes}
     assert any(name.startswith("presynaptic, weight decay") for name in experiments)
     assert any(name.startswith("perm_mnist presynaptic") for name in experiments)

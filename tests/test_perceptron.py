@@ -1,4 +1,4 @@
-"""The lifelong perceptron (spec 4.6) on tiny instances and hand-made updates."""
+"""The lifelong perceptron (the paper's Figs. 5b-c) on tiny instances and hand-made updates."""
 import math
 
 import numpy as np
