@@ -29,7 +29,7 @@ from .experiments import results_root
 GENERATOR_FIELD = "release_masks"
 # The final metrics compared, per experiment kind: (result key, label, unit)
 ENERGY_METRICS = (("accuracy", "test accuracy", ""), ("mutual_information", "mutual information", "bits"),
-                  ("energy", "synaptic energy", "sum |w|"), ("mean_p", "mean release probability", ""))
+                  ("energy", "synaptic energy", "a.u."), ("mean_p", "mean release probability", ""))
 ANALYSIS_METRICS = (("fraction_important", "fraction of synapses with p >= 0.9", ""),
                     ("energy_share_important", "energy share of those synapses", ""))
 LIFELONG_METRICS = (("average", "average accuracy after the last task", ""),)
