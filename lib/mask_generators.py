@@ -112,6 +112,8 @@ def _collect(files: list[dict], identity, metrics) -> dict[tuple, dict[str, list
         generator = "new" if GENERATOR_FIELD in run else "old"
         name = identity(stored["config"])
         for key, label, unit in metrics:
+            if key == "mean_p" and not run.get("learn_p"):
+                continue  # a fixed probability is a setting (matched to the presynaptic runs), not an outcome
             value = stored["result"].get(key)
             if isinstance(value, (int, float)):
                 pairs.setdefault((name, label, unit), {"old": [], "new": []})[generator].append((run["seed"], value))
