@@ -5,6 +5,7 @@ few multi-threaded loops, several times faster on the CPU, at a cost of about 10
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -13,6 +14,9 @@ from typing import Callable
 import torch
 
 COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
+# torch warns "No CUDA runtime is found" whenever it compiles on a machine with a CUDA toolkit but
+# no GPU, which says nothing about training on the CPU: only that logger's errors are shown.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 _compiled: dict[Callable, Callable] = {}
 _compile_failed = False
 
