@@ -138,7 +138,7 @@ def main() -> None:
     for k in range(args.repeats):
         rounds["plain"].append(plain_loop(task.train_x, task.train_y, args.steps, device))
         rounds["presynaptic"].append(engine(task, 1, args.steps, compiled, device))
-        rounds["counter"].append(engine(task, 1, args.steps, compiled, device, masks="splitmix64"))
+        rounds["counter"].append(engine(task, 1, args.steps, compiled, device, masks="hash32"))
         rounds["bgd"].append(engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True))
         print(f"round {k + 1}/{args.repeats}: plain loop {rounds['plain'][-1]:,.0f}, presynaptic "
               f"{rounds['presynaptic'][-1]:,.0f} (counter-based masks {rounds['counter'][-1]:,.0f}), "
@@ -155,7 +155,7 @@ def main() -> None:
     print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {spread(rounds['bgd'])} samples/s; BGD / plain loop: "
           f"{spread(bgd_ratio, '.3f')} (target: 1/{bgd_samples} = {1 / bgd_samples:.2g})")
     test_pass = {("torch", False): test_pass_seconds(task, False, device, "torch")}
-    test_pass |= {("splitmix64", c): test_pass_seconds(task, c, device, "splitmix64") for c in dict.fromkeys((False, compiled))}
+    test_pass |= {("hash32", c): test_pass_seconds(task, c, device, "hash32") for c in dict.fromkeys((False, compiled))}
     print(f"one stochastic pass over the {task.test_x.shape[0]:,} test examples ({task.test_x.shape[0] // 100} masks): "
           + ", ".join(f"{seconds * 1e3:.0f} ms ({masks} masks{', compiled' if c else ''})"
                       for (masks, c), seconds in test_pass.items()))

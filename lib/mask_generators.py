@@ -2,7 +2,7 @@
 
 Until December 2026 a run's release masks came from a ``torch.Generator`` per run (Philox on CUDA,
 Mersenne Twister on the CPU), drawn sequentially before each step; since then from counter-based
-SplitMix64 streams computed inside the compiled step (:func:`lib.model.release_uniforms`). A stochastic
+streams (a keyed 32-bit hash, :mod:`lib.noise`) computed inside the compiled step (:func:`lib.model.release_uniforms`). A stochastic
 run's description names the generator (``"release_masks"``), so the runs of the old generator stay
 stored under their old keys and are never loaded as current ones. Both sets are statistically the same
 experiment with other random numbers: :func:`generator_change` pairs them per experiment, so that the

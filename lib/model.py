@@ -13,9 +13,9 @@ streams, so a run's numbers do not depend on which runs share the batch.
 
 Release masks come from one of two generators (``SynapseConfig.release_masks``). ``"torch"``: each
 run's ``torch.Generator`` draws the uniform numbers of a mask sequentially, before the step that uses
-them (every stored run so far). ``"splitmix64"``: counter-based streams (:mod:`lib.noise`), where the
-number that decides whether synapse i releases in the t-th mask of a run is a pure function of the
-run's seed, the stream (training or evaluation) and its position :math:`tP + i` (P synapses per run).
+them (every stored run so far). ``"hash32"``: counter-based streams (:mod:`lib.noise`), where the
+number that decides whether synapse i (of P, counted over all layers) releases in the t-th mask of a
+run is a pure function of the run's seed, the stream (training or evaluation), t and i.
 A mask is then plain element-wise arithmetic, which :func:`torch.compile` fuses with the product
 :math:`r\\bar w/p` on every thread, instead of a sequential generator filling a buffer first.
 """
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .compilation import compiled_or_eager
-from .noise import uniform
+from .noise import keyed_uniform, splitmix64
 
 Bias = Literal["none", "frozen", "learned"]
 PStep = Literal["scaled", "constant"]
@@ -37,15 +37,15 @@ Optimizer = Literal["sgd", "adam"]
 EWCMode = Literal["offline", "online"]
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
 ADAM_EPS = 1e-8
-MaskGenerator = Literal["torch", "splitmix64"]
+MaskGenerator = Literal["torch", "hash32"]
 
 # The independent random streams of one run, each seeded with derived_seed(run seed, stream); the run
 # seed itself seeds the initialisation and the order of the mini-batches.
 EVALUATION_STREAM = 1  # test-time masks of "torch" runs and BGD's parameter draws (a torch.Generator)
 FISHER_LABEL_STREAM = 2  # the labels EWC samples for its Fisher information (a torch.Generator)
 BGD_NOISE_STREAM = 3  # BGD's training noise (lib.noise.standard_normal)
-TRAINING_MASK_STREAM = 4  # release masks of training steps (lib.noise.uniform)
-EVALUATION_MASK_STREAM = 5  # release masks of test passes (lib.noise.uniform)
+TRAINING_MASK_STREAM = 4  # release masks of training steps (lib.noise.keyed_uniform)
+EVALUATION_MASK_STREAM = 5  # release masks of test passes (lib.noise.keyed_uniform)
 BGD_MEAN_INIT_STREAM = 6  # BGD's initial means drawn as in its reference code (a torch.Generator)
 
 
@@ -92,7 +92,7 @@ class SynapseConfig:
         ewc_gamma: :math:`\\gamma \\in [0, 1]`, how much of the earlier tasks' Fisher information online EWC
             keeps at each task boundary (1 keeps all of it); only for ``ewc_mode="online"``.
         release_masks: the generator of the release masks (module docstring): ``"torch"`` (sequential,
-            per-run generators) or ``"splitmix64"`` (counter-based streams, drawn inside the compiled
+            per-run generators) or ``"hash32"`` (counter-based streams, drawn inside the compiled
             step). The stochastic runs of one network share it; a deterministic run draws no masks.
     """
 
@@ -142,8 +142,8 @@ class SynapseConfig:
             problems.append(f"release_p={self.release_p} must lie in (0, 1] or be None")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
-        if self.release_masks not in ("torch", "splitmix64"):
-            problems.append(f"release_masks={self.release_masks!r} must be 'torch' or 'splitmix64'")
+        if self.release_masks not in ("torch", "hash32"):
+            problems.append(f"release_masks={self.release_masks!r} must be 'torch' or 'hash32'")
         if self.ewc_mode not in ("offline", "online"):
             problems.append(f"ewc_mode={self.ewc_mode!r} must be 'offline' or 'online'")
         if not 0 <= self.ewc_gamma <= 1:
@@ -206,17 +206,17 @@ def release_scales(uniforms: Tensor, p: Tensor, release: Tensor | None = None) -
 def release_uniforms(seeds: Tensor, draw: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
     """The uniform numbers of the ``draw``-th release mask of R runs: one ``(R, *shape)`` tensor per layer.
 
-    Run r's numbers come from its stream ``seeds[r]`` (:func:`lib.noise.uniform`), one mask after the
-    other, and within a mask the layers in order: synapse i (counted over all layers, P in all) of
-    mask t is at position :math:`tP + i`. ``draw`` is an int64 scalar tensor, so that a compiled
-    caller serves every mask with one kernel.
+    Mask t of run r is keyed by output t of the SplitMix64 stream ``seeds[r]``, and synapse i of it
+    (counted over all layers, the layers in order) gets number i of that key
+    (:func:`lib.noise.keyed_uniform`). ``draw`` is an int64 scalar tensor, so that a compiled caller
+    serves every mask with one kernel.
     """
-    total = sum(math.prod(shape) for shape in shapes)
+    key = splitmix64(seeds.view(-1, 1), draw)
     uniforms, offset = [], 0
     for shape in shapes:
         size = math.prod(shape)
-        position = draw * total + torch.arange(offset, offset + size, device=seeds.device)
-        uniforms.append(uniform(seeds.view(-1, 1), position).view(-1, *shape))
+        index = torch.arange(offset, offset + size, dtype=torch.int32, device=seeds.device)
+        uniforms.append(keyed_uniform(key, index).view(-1, *shape))
         offset += size
     return uniforms
 
@@ -373,7 +373,7 @@ class StochasticMLP:
         generators: one generator per run for initialisation, batch order and (``"torch"`` masks)
             training masks.
         eval_generators: one per run for the evaluation masks of ``"torch"`` runs.
-        counter_masks: whether the stochastic runs draw counter-based masks (``"splitmix64"``).
+        counter_masks: whether the stochastic runs draw counter-based masks (``"hash32"``).
         mask_seeds, eval_mask_seeds: ``(R,)`` int64, each run's counter-based streams of training and of
             evaluation masks (:func:`release_uniforms`).
         masks_drawn, eval_masks_drawn: int64 scalars, counter-based masks drawn so far from each (the
@@ -396,7 +396,7 @@ class StochasticMLP:
         self.eval_generators = [
             torch.Generator(self.device).manual_seed(derived_seed(c.seed, EVALUATION_STREAM)) for c in self.runs
         ]
-        self.counter_masks = any(c.stochastic and c.release_masks == "splitmix64" for c in self.runs)
+        self.counter_masks = any(c.stochastic and c.release_masks == "hash32" for c in self.runs)
         self.mask_seeds = self._stream_seeds(TRAINING_MASK_STREAM)
         self.eval_mask_seeds = self._stream_seeds(EVALUATION_MASK_STREAM)
         self.masks_drawn = torch.zeros((), dtype=torch.int64, device=self.device)

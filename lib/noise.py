@@ -4,11 +4,20 @@ A stream is SplitMix64 (Steele, Lea & Flood 2014; the generator that seeds ``xos
 64-bit output is a bijective mix of ``seed + n * 0x9E3779B97F4A7C15``; Box and Muller (1958) turn
 the two 24-bit halves :math:`u_1 \\in (0, 1]`, :math:`u_2 \\in [0, 1)` of each output into one normal
 number :math:`z = \\sqrt{-2\\ln u_1}\\,\\cos(2\\pi u_2)` (BGD's noise, :mod:`lib.bgd`), and the top 24
-bits of an output are one uniform number :math:`u \\in [0, 1)` (the release masks, :mod:`lib.model`).
+bits of an output are one uniform number :math:`u \\in [0, 1)`.
+
+The release masks (:mod:`lib.model`) need about :math:`2 \\cdot 10^5` uniform numbers per step, and
+64-bit products are slow in the CPU's vector units (AVX2 has no 64-bit multiply). Their numbers come
+from a keyed 32-bit hash instead: one SplitMix64 output per mask is a 64-bit key
+:math:`(k_1, k_2)`, and synapse i's number is the top 24 bits of :math:`h(h(i \\oplus k_1) \\oplus k_2)`,
+where :math:`h` is ``lowbias32`` (Wellons 2018, "Prospecting for hash functions": xor-shift, multiply,
+xor-shift, multiply, xor-shift; a bijection of the 32-bit words). The two keyed rounds make the masks
+of different keys unrelated, not permutations of one another, at three times the speed of SplitMix64.
 Because a number depends on its position only, any block of a stream is written as element-wise
 tensor arithmetic: under :func:`torch.compile` it becomes one vectorised, multi-threaded loop fused
 with whatever uses the numbers, instead of a sequential generator filling a buffer. Integer
-products wrap modulo :math:`2^{64}` in the int64 dtype, as SplitMix64 requires.
+products wrap modulo :math:`2^{64}` in the int64 dtype, as SplitMix64 requires, and modulo
+:math:`2^{32}` in int32, as the hash requires.
 """
 from __future__ import annotations
 
@@ -26,6 +35,9 @@ def _int64(value: int) -> int:
 _GOLDEN_GAMMA = _int64(0x9E3779B97F4A7C15)
 _MIX_1 = _int64(0xBF58476D1CE4E5B9)
 _MIX_2 = _int64(0x94D049BB133111EB)
+# lowbias32's multipliers (both below 2**31, so int32 literals)
+_HASH_1 = 0x21F0AAAD
+_HASH_2 = 0x735A2D97
 
 
 def _shift_right(z: Tensor, bits: int) -> Tensor:
@@ -55,11 +67,29 @@ def standard_normal(seed: Tensor | int, position: Tensor) -> Tensor:
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2 * math.pi) * u2)
 
 
-def uniform(seed: Tensor | int, position: Tensor) -> Tensor:
-    """Float32 :math:`U[0, 1)` numbers at the int64 ``position``\\ s of the stream ``seed``.
+def lowbias32(x: Tensor) -> Tensor:
+    """Wellons' ``lowbias32`` of the 32 bits of an int32 tensor: a bijective mix of the 32-bit words."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _HASH_1
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _HASH_2
+    return x ^ ((x >> 15) & 0x1FFFF)
 
-    The top 24 bits of the SplitMix64 output, times :math:`2^{-24}`: every multiple of :math:`2^{-24}`
-    in :math:`[0, 1)` with equal probability, exactly representable in float32 (the resolution of
-    ``torch.rand`` in float32). ``seed`` broadcasts against ``position`` as in :func:`standard_normal`.
+
+def _low_word(z: Tensor) -> Tensor:
+    """The low 32 bits of an int64 tensor, as the int32 with those bits."""
+    return (((z & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000).to(torch.int32)
+
+
+def keyed_uniform(key: Tensor, index: Tensor) -> Tensor:
+    """Float32 :math:`U[0, 1)` numbers at the int32 ``index``\\ es of the stream keyed by the int64 ``key``.
+
+    With :math:`k_1, k_2` the low and high words of the key and :math:`h` :func:`lowbias32`, number i is
+    the top 24 bits of :math:`h(h(i \\oplus k_1) \\oplus k_2)` times :math:`2^{-24}` (module docstring).
+    For a fixed key the :math:`2^{32}` indices map to distinct words, so a block of indices draws
+    without repetition; keys from :func:`splitmix64` make the streams of different keys independent.
+    ``key`` broadcasts against ``index`` (e.g. ``(R, 1)`` keys, one per run, against ``(P,)`` indices).
     """
-    return _shift_right(splitmix64(seed, position), 40).float() * 2.0**-24
+    x = lowbias32(index ^ _low_word(key))
+    x = lowbias32(x ^ _low_word(_shift_right(key, 32)))
+    return ((x >> 8) & 0xFFFFFF).float() * 2.0**-24

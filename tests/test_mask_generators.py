@@ -17,14 +17,14 @@ def write(root, experiment, config, result):
 def energy_config(seed, learn_p, p_init, generator):
     run = {"seed": seed, "learn_p": learn_p, "p_init": p_init, "weight_decay": 0.01}
     if generator == "new":
-        run["release_masks"] = "splitmix64"
+        run["release_masks"] = "hash32"
     return {"protocol": {"epochs": 50}, "run": run}
 
 
 def lifelong_config(seed, generator, p_up=0.05, learn_p=True):
     run = {"seed": seed, "learn_p": learn_p, "p_init": 0.25 if learn_p else 1.0, "p_up": p_up}
     if generator == "new" and learn_p:
-        run["release_masks"] = "splitmix64"
+        run["release_masks"] = "hash32"
     return {"method": "presynaptic" if learn_p else "sgd", "run": run,
             "protocol": {"benchmark": "split_mnist", "epochs": 10, "subset": None}}
 

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from lib.noise import keyed_uniform, splitmix64
 from lib.model import (
     StochasticMLP,
     SynapseConfig,
@@ -140,9 +141,11 @@ def test_mask_numbers_depend_on_the_run_seed_and_the_draw_only():
     both = release_uniforms(torch.tensor([7, 8]), torch.tensor(4), shapes)
     alone = release_uniforms(torch.tensor([8]), torch.tensor(4), shapes)
     assert all(torch.equal(a[1:], b) for a, b in zip(both, alone))
-    # mask t of a run is the block [tP, (t + 1)P) of its stream, layers one after the other
+    # mask t of a run is keyed by output t of its SplitMix64 stream; the layers' synapses are numbered
+    # one after the other
     flat = torch.cat([u[0].flatten() for u in both])
-    assert torch.equal(flat, release_uniforms(torch.tensor([7]), torch.tensor(0), [torch.Size((4 * 45 + 45,))])[0][0, 4 * 45:])
+    key = splitmix64(torch.tensor(7), torch.tensor(4))
+    assert torch.equal(flat, keyed_uniform(key, torch.arange(45, dtype=torch.int32)))
 
 
 def test_successive_masks_and_runs_are_independent():
@@ -152,7 +155,7 @@ def test_successive_masks_and_runs_are_independent():
         assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 5 / math.sqrt(n)
 
 
-COUNTER = dict(release_masks="splitmix64")
+COUNTER = dict(release_masks="hash32")
 
 
 def test_training_and_evaluation_masks_advance_their_own_streams():
@@ -181,8 +184,8 @@ def test_compiled_masks_equal_eager_masks_bit_for_bit():
 
 
 def test_counter_based_runs_are_other_runs_and_share_their_network():
-    assert presynaptic(**COUNTER).describe()["release_masks"] == "splitmix64"
-    assert fixed_release(0.4, **COUNTER).describe()["release_masks"] == "splitmix64"
+    assert presynaptic(**COUNTER).describe()["release_masks"] == "hash32"
+    assert fixed_release(0.4, **COUNTER).describe()["release_masks"] == "hash32"
     assert "release_masks" not in presynaptic().describe()  # the stored runs' keys
     assert "release_masks" not in deterministic(**COUNTER).describe()  # draws no masks
     with pytest.raises(ValueError, match="generator of their release masks"):
