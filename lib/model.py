@@ -22,7 +22,7 @@ A mask is then plain element-wise arithmetic, which :func:`torch.compile` fuses 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Sequence
 
 import torch
@@ -117,9 +117,11 @@ class SynapseConfig:
     ewc_gamma: float = 1.0
     release_masks: MaskGenerator = "torch"
 
-    # Fields added after the first results were stored: they enter a run's description (and so its
-    # cache key) only when they differ from their default, which keeps earlier keys valid.
-    LATER_FIELDS = ("release_p", "optimizer", "ewc_lambda", "ewc_mode", "ewc_gamma", "release_masks")
+    # Fields added after the first results were stored, with the value every earlier run had: they
+    # enter a run's description (and so its cache key) only when they differ from it, which keeps
+    # earlier keys valid.
+    LATER_FIELDS = (("release_p", None), ("optimizer", "sgd"), ("ewc_lambda", 0.0), ("ewc_mode", "offline"),
+                    ("ewc_gamma", 1.0), ("release_masks", "torch"))
 
     def __post_init__(self) -> None:
         problems = []
@@ -156,9 +158,10 @@ class SynapseConfig:
     def describe(self) -> dict:
         """The run's settings as a plain dict (for cache keys and result files). A stochastic run drawn
         with the counter-based generator names it, so that it is another run than the one drawn with
-        ``torch``'s; a deterministic run draws no masks and never names a generator."""
-        defaults = {f.name: f.default for f in fields(self)}
-        settings = {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
+        ``torch``'s (the runs stored before the field existed); a deterministic run draws no masks and
+        never names a generator."""
+        earlier = dict(self.LATER_FIELDS)
+        settings = {k: v for k, v in asdict(self).items() if k not in earlier or v != earlier[k]}
         if not self.stochastic:
             settings.pop("release_masks", None)
         return settings
