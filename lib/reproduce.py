@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import dask
 import numpy as np
 import torch
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
@@ -141,7 +142,9 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
 
 # ------------------------------------------------------------------------------ the jobs on a Dask cluster
 COMPILE_ENV_VAR = "PRESYN_COMPILE"  # read by lib.train: "0" switches torch.compile off
+WORKER_ENVIRONMENT = "distributed.nanny.pre-spawn-environ"
 POLL_SECONDS = 0.5  # how often the scheduling loop looks for an interrupt while it waits for jobs
+HEARTBEAT_SECONDS = 300  # a line on the running jobs after this long without one
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,27 @@ def dask_client(scheduler: str | None = None, cluster: str = "local", workers: i
         return
     if cluster not in ("local", "slurm"):
         raise ValueError(f"unknown cluster {cluster!r}; valid clusters: local, slurm")
+    with dask.config.set({WORKER_ENVIRONMENT: worker_environment()}), _started_cluster(cluster, workers) as started:
+        with Client(started) as client:
+            yield client
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment variables a nanny sets before it starts a worker process: Dask's, without
+    ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets glibc's trim threshold to 64 KiB so that idle workers give memory back. A training
+    step allocates and frees tensors of megabytes in the worker's task thread, so with that threshold
+    every step hands pages back to the system and faults them in again: measured on the 2-core CPU,
+    a third of a Permuted MNIST job's time went to the kernel and the job took four times its
+    estimate. Without it glibc keeps its adaptive default.
+    """
+    return {k: v for k, v in dask.config.get(WORKER_ENVIRONMENT, {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+
+
+@contextmanager
+def _started_cluster(cluster: str, workers: int | None) -> Iterator[Any]:
+    """A ``LocalCluster`` or ``SLURMCluster`` (:func:`dask_client`), closed on exit."""
     if cluster == "local":
         started = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                                memory_limit=0, dashboard_address=":8787" if dashboard_available() else None,
@@ -250,8 +274,8 @@ def dask_client(scheduler: str | None = None, cluster: str = "local", workers: i
             raise ImportError("a SLURM cluster needs dask-jobqueue: pip install .[cluster]") from None
         started = SLURMCluster()
         started.scale(workers or 1)
-    with started, Client(started) as client:
-        yield client
+    with started:
+        yield started
 
 
 def _makespan(costs: Sequence[float], workers: int) -> float:
@@ -290,7 +314,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     after every job, so an interrupted call leaves its record too. A call that resumes an
     unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
     and jobs they finished keep their times (here they only load their stored runs, in a second or
-    two). One line per finished job on ``log`` gives its time and the estimated time left.
+    two). One line per finished job on ``log`` gives its time and the estimated time left, and a line
+    on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive).
 
     Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
     and be recorded, and returns the record with ``finished`` false; a second interrupt, or SIGTERM,
@@ -326,6 +351,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     executor = client.get_executor(pure=False)
     waiting = list(jobs)
     running: dict[concurrent.futures.Future, tuple[Job, str]] = {}
+    started: dict[str, float] = {}  # when each running job was submitted
+    last_line = time.perf_counter()
     machines: set[str] = set()
     trained = {"seconds": 0.0, "cost": 0.0}  # the jobs of this call that trained (for the time left)
     failure: BaseException | None = None
@@ -337,6 +364,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 job = waiting.pop(0)
                 key = f"{job.name}-{call}"
                 running[executor.submit(run_on_worker, job, settings, key=key)] = (job, key)
+                started[key] = time.perf_counter()
             if stopping and not announced:
                 announced = True
                 print(f"interrupted: {len(running)} running job(s) finish first, {len(waiting)} not started; "
@@ -347,6 +375,11 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 time.sleep(POLL_SECONDS)  # no worker yet: the cluster is starting
                 continue
             done, _ = concurrent.futures.wait(running, POLL_SECONDS, concurrent.futures.FIRST_COMPLETED)
+            if not done and time.perf_counter() - last_line > HEARTBEAT_SECONDS:
+                last_line = time.perf_counter()
+                jobs_running = ", ".join(f"{job.name} ({(last_line - started[key]) / 60:.0f} min)"
+                                         for job, key in running.values())
+                print(f"[{len(record['jobs'])}/{len(jobs)}] running: {jobs_running}", file=log, flush=True)
             for future in done:
                 job, key = running.pop(future)
                 if future.exception() is not None:
@@ -370,6 +403,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
                       f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
                       f"{_makespan(left, workers) * seconds_per_cost / 60:.0f} min left", file=log, flush=True)
+                last_line = time.perf_counter()
         if failure is not None:
             save()
             raise failure

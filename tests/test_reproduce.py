@@ -92,6 +92,21 @@ def test_workers_run_jobs_side_by_side_and_record_their_times(tmp_path, dask_wor
     assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
 
 
+def test_local_workers_keep_glibcs_own_trim_threshold(dask_workers):
+    environments = dask_workers.run(lambda: dict(os.environ))
+    assert environments and all("MALLOC_TRIM_THRESHOLD_" not in env for env in environments.values())
+    assert "PYTHONHASHSEED" in next(iter(environments.values()))  # Dask's other variables are kept
+
+
+def test_a_long_job_is_reported_while_it_runs(tmp_path, dask_workers, monkeypatch):
+    monkeypatch.setattr(reproduce, "HEARTBEAT_SECONDS", 1.0)
+    log = io.StringIO()
+    reproduce.reproduce([reproduce.Job("long", 1.0, _sleep, (3.5,))], dask_workers, settings(tmp_path), log=log)
+    lines = log.getvalue().splitlines()
+    assert lines[-1].startswith("[1/1] long: ")
+    assert len(lines) >= 3 and all(line.startswith("[0/1] running: long (") for line in lines[:-1])
+
+
 def test_a_failing_job_stops_the_call_with_its_name_and_starts_no_other(tmp_path, dask_workers):
     jobs = [reproduce.Job("fails", 1.0, _fail, ()), *(reproduce.Job(f"sleep {k}", 1.0, _sleep, (2.0,)) for k in range(5))]
     with pytest.raises(RuntimeError, match="this job fails") as failure:
