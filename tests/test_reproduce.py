@@ -92,9 +92,10 @@ def test_workers_run_jobs_side_by_side_and_record_their_times(tmp_path, dask_wor
     assert json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())["jobs"] == record["jobs"]
 
 
-def test_local_workers_keep_glibcs_own_trim_threshold(dask_workers):
+def test_local_workers_keep_the_memory_they_free(dask_workers):
     environments = dask_workers.run(lambda: dict(os.environ))
-    assert environments and all("MALLOC_TRIM_THRESHOLD_" not in env for env in environments.values())
+    assert environments and all(env["MALLOC_TRIM_THRESHOLD_"] == str(1 << 30) for env in environments.values())
+    assert all(env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20) for env in environments.values())
     assert "PYTHONHASHSEED" in next(iter(environments.values()))  # Dask's other variables are kept
 
 
