@@ -38,7 +38,7 @@ import numpy as np
 
 from lib.continual import LifelongProtocol, RunSpec, method_run, run_specs
 from lib.data import load, write_atomic
-from lib.experiments import machine, results_root
+from lib.cache import machine, results_root
 from lib.tasks import Benchmark, normalise, permutations, make_benchmark
 
 HERE = Path(__file__).resolve().parent

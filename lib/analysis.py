@@ -1,7 +1,7 @@
 """Analyses of a trained network: sparsity, lesions, neuron-level importance, Fisher information.
 
 All functions take the final expected weights :math:`\\bar w` and release probabilities :math:`p` of
-one run as lists over layers of ``(out, in)`` tensors (see :func:`lib.experiments.load_state`).
+one run as lists over layers of ``(out, in)`` tensors (see :func:`lib.energy.load_state`).
 """
 from __future__ import annotations
 
@@ -17,12 +17,23 @@ from .model import StochasticMLP, SynapseConfig, diagonal_fisher
 from .train import evaluate
 
 IMPORTANT = 0.9  # release probability from which a synapse counts as important (paper, Fig. 2a)
+LESION_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(10))  # 0 (intact), 0.1, ..., 0.9 (Fig. 2b)
+P_BINS = np.linspace(0.25, 1.0, 31)  # bins of release probabilities, from p_min (Fig. 2a)
+LOG_W_BINS = np.linspace(-7.0, 0.0, 57)  # log10 |wbar|
+LOG_F_BINS = np.linspace(-14.0, 0.0, 57)  # log10 Fisher information
 
 
 def fraction_important(probs: Sequence[Tensor], threshold: float = IMPORTANT) -> float:
     """Fraction of all synapses with :math:`p \\ge` ``threshold``."""
     flat = torch.cat([p.flatten() for p in probs])
     return float((flat >= threshold).float().mean())
+
+
+def histogram(values: Tensor, bins: np.ndarray) -> list[float]:
+    """Fractions of ``values`` in each bin (values outside the range are clipped into the end bins)."""
+    v = np.clip(values.cpu().numpy().ravel(), bins[0], bins[-1])
+    counts, _ = np.histogram(v, bins)
+    return (counts / max(v.size, 1)).tolist()
 
 
 # ---------------------------------------------------------------------------------------- lesions

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from lib import continual as cl
-from lib import experiments, paper
+from lib import analysis, cache, energy, energy_analysis, paper
 from lib import perceptron as pc
 from lib.book import mean_sem
 
@@ -72,14 +72,14 @@ def _numeric(claim: str, ours: Sequence[float] | None, published: paper.Publishe
 
 def energy_claims() -> list[Claim]:
     """Fig. 1b: the ranking of the best information per unit of synaptic energy."""
-    protocol = experiments.EnergyProtocol()
+    protocol = energy.EnergyProtocol()
     load = dict(train=False)
-    pre = experiments.energy_sweep("presynaptic", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, **load)
-    runs = {"presynaptic": pre, "deterministic": experiments.energy_sweep("deterministic", ENERGY_WEIGHT_DECAYS, SEEDS,
+    pre = energy.energy_sweep("presynaptic", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, **load)
+    runs = {"presynaptic": pre, "deterministic": energy.energy_sweep("deterministic", ENERGY_WEIGHT_DECAYS, SEEDS,
                                                                            protocol, **load)}
     if all(r is not None for r in pre):
-        fixed_p = experiments.matched_release(ENERGY_WEIGHT_DECAYS, pre)
-        runs["fixed"] = experiments.energy_sweep("fixed", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, fixed_p, **load)
+        fixed_p = energy.matched_release(ENERGY_WEIGHT_DECAYS, pre)
+        runs["fixed"] = energy.energy_sweep("fixed", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, fixed_p, **load)
     claim = "Fig. 1b: best information per energy, presynaptic > deterministic > fixed $p$"
     if len(runs) < 3 or any(r is None for rs in runs.values() for r in rs):
         return [Claim(claim, "ranking", "not stored", "—", "not stored", "02_energy")]
@@ -95,15 +95,15 @@ def energy_claims() -> list[Claim]:
 
 def analysis_claims() -> list[Claim]:
     """Figs. 2b and 3: lesions by release probability, and the sparsity of important inputs per neuron."""
-    protocol = experiments.EnergyProtocol()
-    analyses = [experiments.analyse_energy_run(experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s), protocol,
+    protocol = energy.EnergyProtocol()
+    analyses = [energy_analysis.analyse_energy_run(energy.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s), protocol,
                                                train=False) for s in SEEDS]
     lesion = "Fig. 2b: removing the half of the synapses with the lowest $p$ costs less accuracy than a random half"
     ks = "Fig. 3a: important inputs per neuron vs. shuffled, Kolmogorov-Smirnov $D$ (second hidden layer)"
     corr = "Fig. 3c: important inputs vs. outputs per neuron, Pearson $r$ (first hidden layer)"
     if any(a is None for a in analyses):
         return [Claim(c, "—", "not stored", "—", "not stored", "03_sparsity") for c in (lesion, ks, corr)]
-    half = experiments.LESION_FRACTIONS.index(0.5)
+    half = analysis.LESION_FRACTIONS.index(0.5)
     by_p = [100 * a["lesion"]["p"][half] for a in analyses]
     random = [100 * a["lesion"]["random"][half] for a in analyses]
     verdict = "holds" if np.mean(by_p) > np.mean(random) else "does not hold"
@@ -162,7 +162,7 @@ def continual_claims() -> list[Claim]:
 def perceptron_claims() -> list[Claim]:
     """Figs. 5b-c against the saved outputs of the authors' perceptron notebook."""
     config = pc.PerceptronConfig()
-    result = experiments.load_cached(pc.EXPERIMENT, pc.run_config(config, pc.PAPER_SEEDS))
+    result = cache.load_cached(pc.EXPERIMENT, pc.run_config(config, pc.PAPER_SEEDS))
     names = ("Fig. 5c: average final accuracy, standard perceptron", "Fig. 5c: average final accuracy, presynaptic perceptron",
              "Fig. 5c: the presynaptic perceptron is better, t-test ($t$, standard vs. presynaptic)", "Fig. 5b: task-1 accuracy after the last task, standard",
              "Fig. 5b: task-1 accuracy after the last task, presynaptic")

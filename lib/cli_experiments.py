@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .cli_common import Parser, check_output, non_negative, positive, say
 from .data import DataError, write_atomic
-from .experiments import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_run, run_energy
+from .energy import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_run, run_energy
 
 
 def _check_subset(parser: Parser, subset: int | None, batch_size: int) -> None:
@@ -150,8 +150,8 @@ def reproduce_main(argv: list[str]) -> int:
 
 def compare_main(argv: list[str]) -> int:
     """``python -m lib compare``: the runs of a second results folder against the stored ones."""
-    from .experiments import STORED_RESULTS
-    from .reproduce import compare_results, describe_agreement, save_agreement
+    from .cache import STORED_RESULTS
+    from .compare import compare_results, describe_agreement, save_agreement
 
     parser = Parser(prog="python -m lib compare",
                     description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")

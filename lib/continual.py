@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
-from .experiments import load_cached, store
+from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
 from .compilation import compile_worthwhile

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .experiments import results_root
+from .cache import results_root
 
 GENERATOR_FIELD = "release_masks"
 # The final metrics compared, per experiment kind: (result key, label, unit)

@@ -30,7 +30,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .experiments import load_cached, store
+from .cache import load_cached, store
 
 EXPERIMENT = "perceptron"
 PAPER_SEEDS = tuple(range(1000, 1010))

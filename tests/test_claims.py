@@ -1,7 +1,7 @@
 """The claims table of the introduction (lib/claims.py) and the published numbers (lib/paper.py)."""
 import pytest
 
-from lib import claims, experiments, paper
+from lib import cache, claims, paper
 
 
 def test_within_errors_uses_twice_the_combined_standard_error():
@@ -28,7 +28,7 @@ def test_without_stored_runs_every_claim_says_so_and_nothing_is_trained():
 
 
 def test_the_stored_runs_reproduce_the_headline_claims(monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(experiments.STORED_RESULTS))
+    monkeypatch.setenv(cache.ENV_VAR, str(cache.STORED_RESULTS))
     rows = {r.claim: r for r in claims.claims()}
     if any(r.verdict == "not stored" for r in rows.values()):
         pytest.skip("not every stored run is in results/")

@@ -11,7 +11,7 @@ from lib import continual
 from lib.bgd import BGDConfig
 from lib.cli_experiments import lifelong_main
 from lib.continual import LifelongProtocol, RunSpec, chapter_specs, method_run, run_config, run_specs, summarise
-from lib.experiments import ENV_VAR, STORED_RESULTS, config_key
+from lib.cache import ENV_VAR, STORED_RESULTS, config_key
 from lib.model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from lib.tasks import Benchmark, ContinuousStream, Task
 from lib.train import fit

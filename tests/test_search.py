@@ -9,7 +9,7 @@ import pytest
 from lib import continual
 from lib.cli_experiments import search_main
 from lib.continual import LifelongProtocol, RunSpec, run_specs
-from lib.experiments import ENV_VAR, STORED_RESULTS
+from lib.cache import ENV_VAR, STORED_RESULTS
 from lib.search import (BGDSpace, EWCSpace, SearchSpace, default_space, describe_trials, draw_trials,
                         random_search)
 from tests.test_continual import PROTOCOL, rules  # noqa: F401  (the synthetic benchmark fixture)
