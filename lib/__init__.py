@@ -7,7 +7,8 @@ Modules, one concept each:
   (counter-based random numbers), ``compilation`` (when steps go through ``torch.compile``),
   ``plasticity`` (learning rules, eqs. 4-5), ``metrics`` (cross-entropy, mutual information), ``train``
   (the training engine);
-* ``cache`` (the results cache: every run stored under a hash of its configuration), ``energy`` (the
+* ``cache`` (the results cache: every run stored under a hash of its configuration; ``lib.results_frame()``
+  gives every stored run as a pandas DataFrame), ``energy`` (the
   energy experiment, Fig. 1), ``analysis`` (sparsity, lesions, neuron importance, Fisher information),
   ``energy_analysis`` (those analyses of the energy experiment's networks, chapters 3-4);
 * ``continual`` (continual-learning methods, ablations and sweeps), ``search`` (random search of a
@@ -19,3 +20,13 @@ Modules, one concept each:
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``lib.results_frame``: every stored run as a pandas DataFrame (:func:`lib.cache.results_frame`),
+    imported on first use so that ``import lib`` stays light."""
+    if name == "results_frame":
+        from .cache import results_frame
+
+        return results_frame
+    raise AttributeError(f"module 'lib' has no attribute {name!r}")

@@ -104,3 +104,50 @@ def misnamed_runs(root: Path | None = None) -> list[Path]:
     :func:`load_cached` would not find under their own configuration (empty when all load)."""
     return [path for _, path, payload in stored_runs(root)
             if "config" not in payload or "result" not in payload or config_key(payload["config"]) != path.stem]
+
+
+def _flat(value, prefix: str) -> dict:
+    """A nested configuration as ``{"a.b": value}``; lists become tuples (hashable column values)."""
+    if isinstance(value, dict):
+        return {k: v for key in sorted(value) for k, v in _flat(value[key], f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: tuple(value) if isinstance(value, list) else value}
+
+
+TRACES = ("train_loss", "mean_p", "frozen")  # results kept per epoch or per task: their last value is final
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _final_metrics(result: dict, prefix: str = "result", depth: int = 0) -> dict:
+    """The final numbers of a stored result: every number, at any depth, as it is, and the last value
+    of each trace (:data:`TRACES`, a list of numbers over epochs or tasks) as ``name[-1]``; matrices,
+    histograms and curves are left out."""
+    metrics = {}
+    for key in sorted(result):
+        name, value = f"{prefix}.{key}", result[key]
+        if _is_number(value):
+            metrics[name] = value
+        elif isinstance(value, dict):
+            metrics |= _final_metrics(value, name, depth + 1)
+        elif depth == 0 and key in TRACES and isinstance(value, list) and value and all(map(_is_number, value)):
+            metrics[f"{name}[-1]"] = value[-1]
+    return metrics
+
+
+def results_records(root: Path | None = None) -> list[dict]:
+    """Every stored run (:func:`stored_runs`) as one flat record: ``experiment``, ``key``, ``version``,
+    ``machine``, the configuration's fields under their dotted paths (``run.seed``, ``protocol.epochs``)
+    and the result's final numbers under ``result.`` (e.g. ``result.average``, ``result.train_loss[-1]``)."""
+    return [{"experiment": experiment, "key": path.stem, "version": payload.get("version"),
+             "machine": payload.get("machine"), **_flat(payload["config"], ""), **_final_metrics(payload["result"])}
+            for experiment, path, payload in stored_runs(root)]
+
+
+def results_frame(root: Path | None = None):
+    """:func:`results_records` as a pandas DataFrame, one row per stored run (columns that a run lacks are
+    empty), e.g. ``results_frame().query("experiment == 'lifelong'").groupby("method")["result.average"].mean()``."""
+    import pandas as pd
+
+    return pd.DataFrame(results_records(root))

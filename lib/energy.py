@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from . import analysis
+from .analysis import NetworkState, fraction_important
 from .cache import config_key, load_arrays, load_cached, store, store_arrays
 from .model import StochasticMLP, SynapseConfig, deterministic, fixed_release, presynaptic
 from .tasks import make_benchmark
@@ -36,8 +36,8 @@ class EnergyProtocol:
     subset: int | None = None
 
 
-def energy_run(model: str, weight_decay: float, seed: int, fixed_p: float = 0.4, p_init: float = 0.25) -> SynapseConfig:
-    """One run of Fig. 1: ``model`` is presynaptic, fixed (release probability ``fixed_p``) or deterministic.
+def energy_config(model: str, weight_decay: float, seed: int, fixed_p: float = 0.4, p_init: float = 0.25) -> SynapseConfig:
+    """The configuration of one run of Fig. 1: ``model`` is presynaptic, fixed (release probability ``fixed_p``) or deterministic.
 
     Learning rates of the authors' configs: 0.05 (presynaptic and fixed), 0.08 (deterministic).
     ``p_init`` is the presynaptic model's initial release probability (0.25; Fig. 2a robustness check).
@@ -92,7 +92,7 @@ def run_energy(
                 "energy": float(hist.energy[r, -1]),
                 "activity": float(hist.activity[r, -1, 0]),
                 "mean_p": float(hist.mean_p[r, -1]),
-                "fraction_important": analysis.fraction_important([p[r] for p in net.probs]),
+                "fraction_important": fraction_important([p[r] for p in net.probs]),
                 "train_loss": hist.train_loss[r].tolist(),
                 "seconds": hist.seconds / len(todo),
             }
@@ -117,7 +117,7 @@ def energy_sweep(
     authors' code); see :func:`matched_release` for the value chapter 2 uses. ``train=False``: see
     :func:`run_energy`.
     """
-    runs = [energy_run(model, wd, s, (fixed_p or {}).get(wd, 0.4)) for wd in weight_decays for s in seeds]
+    runs = [energy_config(model, wd, s, (fixed_p or {}).get(wd, 0.4)) for wd in weight_decays for s in seeds]
     return run_energy(runs, protocol, progress=progress, train=train)
 
 
@@ -131,11 +131,10 @@ def matched_release(weight_decays: Sequence[float], presynaptic_results: Sequenc
     return {wd: round(float(m), 3) for wd, m in zip(weight_decays, mean_p)}
 
 
-def load_state(run: SynapseConfig, protocol: EnergyProtocol = EnergyProtocol()) -> dict[str, list[torch.Tensor]] | None:
-    """Final expected weights, biases and release probabilities of a cached stochastic run, or None."""
+def load_state(run: SynapseConfig, protocol: EnergyProtocol = EnergyProtocol()) -> NetworkState | None:
+    """The final network of a stored stochastic run, or None."""
     arrays = load_arrays(EXPERIMENT, run_description(protocol, run))
     if arrays is None:
         return None
     n = sum(k.startswith("w") for k in arrays)
-    return {name: [torch.from_numpy(arrays[f"{key}{i}"]) for i in range(n)]
-            for name, key in (("weights", "w"), ("biases", "b"), ("probs", "p"))}
+    return NetworkState(*([torch.from_numpy(arrays[f"{key}{i}"]) for i in range(n)] for key in "wbp"))

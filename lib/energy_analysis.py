@@ -18,6 +18,7 @@ from .model import SynapseConfig
 from .tasks import make_benchmark
 
 EXPERIMENT = "analysis"
+ANALYSED_WEIGHT_DECAY = 0.01  # chapters 3 and 4 analyse the networks of this lambda
 
 
 def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProtocol(), *, cache: bool = True,
@@ -28,7 +29,8 @@ def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     ``results/analysis``) holds histograms of :math:`p` (bins :data:`P_BINS`), of
     :math:`\\log_{10}|\\bar w|` and of :math:`\\log_{10} F` for important (:math:`p \\ge 0.9`) and other
     synapses, lesion curves at :data:`LESION_FRACTIONS` for every order of
-    :func:`lib.analysis.importance_scores` and for both Fisher informations, and the neuron-level
+    :func:`lib.analysis.importance_scores` and for both Fisher informations
+    (:func:`lib.analysis.empirical_fisher`, :func:`lib.analysis.true_fisher`), and the neuron-level
     statistics of both hidden layers. With ``train=False`` an analysis that is not cached is not
     computed: the result is ``None``.
     """
@@ -41,15 +43,16 @@ def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     if state is None:
         run_energy([run], protocol, force=True)
         state = load_state(run, protocol)
-    weights, biases, probs = state["weights"], state["biases"], state["probs"]
+    weights, probs = state.weights, state.probs
     task = make_benchmark(protocol.benchmark, subset=protocol.subset).tasks[0]
     important = [p >= analysis.IMPORTANT for p in probs]
     flat_p = torch.cat([p.flatten() for p in probs])
     flat_w = torch.cat([w.abs().flatten() for w in weights])
     flat_i = flat_p >= analysis.IMPORTANT
-    fishers = {kind: analysis.empirical_fisher(weights, biases, task.test_x, task.test_y, labels=kind, seed=run.seed)
-               for kind in ("true", "model")}
-    lesions = {order: analysis.importance_scores(order, weights, probs, seed=run.seed) for order in analysis.LESION_ORDERS}
+    # The stored keys name the labels: "true" (the data's), the empirical Fisher; "model" (sampled), the true Fisher.
+    fishers = {"true": analysis.empirical_fisher(state, task.test_x, task.test_y),
+               "model": analysis.true_fisher(state, task.test_x, seed=run.seed)}
+    lesions = {order: analysis.importance_scores(order, state, seed=run.seed) for order in analysis.LESION_ORDERS}
     lesions |= {f"fisher_{kind}": f for kind, f in fishers.items()}
     result = {
         "p_histogram": histogram(flat_p, P_BINS),
@@ -60,8 +63,8 @@ def analyse_energy_run(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
         "energy_share_important": float(flat_w[flat_i].sum() / flat_w.sum()),
         "mean_w": {"important": float(flat_w[flat_i].mean()) if flat_i.any() else float("nan"),
                    "other": float(flat_w[~flat_i].mean())},
-        "lesion": {order: analysis.lesion_accuracy(weights, probs, biases, scores, LESION_FRACTIONS, task.test_x,
-                                                   task.test_y, seed=run.seed, n_samples=n_samples).tolist()
+        "lesion": {order: analysis.lesion_accuracy(state, scores, task.test_x, task.test_y, seed=run.seed,
+                                                   n_samples=n_samples).tolist()
                    for order, scores in lesions.items()},
         "neurons": [],
         "fisher": {},

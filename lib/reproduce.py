@@ -32,6 +32,7 @@ import torch
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
 from . import cache, continual, data, energy, search
+from .energy_analysis import ANALYSED_WEIGHT_DECAY
 from .data import write_atomic
 
 # Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
@@ -44,7 +45,6 @@ ENERGY_RUN_COST = 1.2
 # the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
 MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
-ANALYSED_WEIGHT_DECAY = 0.01           # chapters 3 and 4 analyse the networks of this lambda
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ def _train_energy(models: tuple[str, ...], weight_decays: tuple[float, ...], see
 
 def _train_robustness(seeds: tuple[int, ...], protocol: energy.EnergyProtocol) -> None:
     """Chapter 3's presynaptic networks started from other release probabilities."""
-    runs = [energy.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
-    default = {energy.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
+    runs = [energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
+    default = {energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
     energy.run_energy([r for r in runs if r not in default], protocol, progress=False)
 
 

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+import lib
 from lib import cache
 from lib.cache import STORED_RESULTS, cache_path, config_key, load_arrays, load_cached, store, store_arrays
 
@@ -67,3 +68,35 @@ def test_every_stored_run_loads_under_its_current_key(monkeypatch):
     for experiment, path, payload in runs:
         assert cache_path(experiment, payload["config"]) == path
         assert load_cached(experiment, payload["config"]) == payload["result"], path
+
+
+ENERGY_RUN = {"protocol": {"epochs": 2, "sizes": [4, 3]}, "run": {"seed": 1, "lr": 0.05}}
+LIFELONG_RUN = {"protocol": {"benchmark": "split_mnist"}, "method": "sgd", "run": {"seed": 0}}
+
+
+def store_two_runs(root):
+    store("energy", ENERGY_RUN, {"accuracy": 0.9, "train_loss": [0.5, 0.25], "seconds": 3.0})
+    store("lifelong", LIFELONG_RUN, {"average": 0.75, "accuracy": [[0.9, 0.1], [0.8, 0.7]], "mean_p": [1.0, 1.0],
+                                     "fisher": {"true": {"spearman": 0.5, "histogram": [0.2, 0.8]}}})
+    (root / cache.TIMINGS).mkdir()
+    (root / cache.TIMINGS / "reproduce.json").write_text("{}")
+
+
+def test_every_stored_run_becomes_one_flat_record(results_in_tmp):
+    store_two_runs(results_in_tmp)
+    first, second = cache.results_records()  # from $PRESYN_RESULTS, experiments in name order
+    assert first == {"experiment": "energy", "key": config_key(ENERGY_RUN), "version": first["version"],
+                     "machine": cache.machine(), "protocol.epochs": 2, "protocol.sizes": (4, 3), "run.lr": 0.05,
+                     "run.seed": 1, "result.accuracy": 0.9, "result.seconds": 3.0, "result.train_loss[-1]": 0.25}
+    assert second["method"] == "sgd" and second["result.average"] == 0.75 and second["result.mean_p[-1]"] == 1.0
+    assert second["result.fisher.true.spearman"] == 0.5  # nested numbers stay, matrices and histograms do not
+    assert not any("accuracy" in name or "histogram" in name for name in second)
+    assert lib.results_frame is cache.results_frame  # imported on first use
+
+
+def test_the_frame_has_a_row_per_stored_run(results_in_tmp):
+    pd = pytest.importorskip("pandas")
+    store_two_runs(results_in_tmp)
+    frame = cache.results_frame()
+    assert isinstance(frame, pd.DataFrame) and list(frame["experiment"]) == ["energy", "lifelong"]
+    assert frame.loc[1, "result.average"] == 0.75 and pd.isna(frame.loc[0, "result.average"])

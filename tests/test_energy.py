@@ -5,7 +5,7 @@ import pytest
 
 from lib import analysis, cache, energy, energy_analysis
 from lib.data import is_complete
-from lib.energy import EnergyProtocol, energy_run, run_energy
+from lib.energy import EnergyProtocol, energy_config, run_energy
 
 needs_mnist = pytest.mark.skipif(not is_complete("mnist"), reason="MNIST not fetched")
 TINY = EnergyProtocol(epochs=1, subset=300, eval_samples=2)
@@ -18,15 +18,15 @@ def results_in_tmp(tmp_path, monkeypatch):
 
 def test_energy_run_rejects_bad_input():
     with pytest.raises(ValueError, match="valid models"):
-        energy_run("stochastic", 0.0, 0)
+        energy_config("stochastic", 0.0, 0)
     with pytest.raises(ValueError, match="weight decay"):
-        energy_run("presynaptic", -0.1, 0)
-    assert energy_run("fixed", 0.01, 2, fixed_p=0.3).p_init == 0.3
+        energy_config("presynaptic", -0.1, 0)
+    assert energy_config("fixed", 0.01, 2, fixed_p=0.3).p_init == 0.3
 
 
 @needs_mnist
 def test_sweep_trains_only_missing_runs_and_resumes(monkeypatch):
-    runs = [energy_run("presynaptic", 0.0, 0), energy_run("deterministic", 0.01, 1)]
+    runs = [energy_config("presynaptic", 0.0, 0), energy_config("deterministic", 0.01, 1)]
     first = run_energy(runs[:1], TINY, progress=False)
     trained = []
     real_fit = energy.fit
@@ -35,13 +35,13 @@ def test_sweep_trains_only_missing_runs_and_resumes(monkeypatch):
     assert trained == [1]  # the stored run was reused, only the new one trained
     assert both[0] == first[0] and 0 < both[1]["accuracy"] <= 1 and both[1]["mean_p"] == 1.0
     assert run_energy(runs, TINY, progress=False) == both and trained == [1]
-    assert energy.load_state(runs[0], TINY)["probs"][0].shape == (200, 784)
+    assert energy.load_state(runs[0], TINY).probs[0].shape == (200, 784)
     assert energy.load_state(runs[1], TINY) is None  # deterministic: nothing to analyse
 
 
 @needs_mnist
 def test_uncached_runs_store_nothing(tmp_path):
-    run_energy([energy_run("presynaptic", 0.0, 0)], TINY, progress=False, cache=False)
+    run_energy([energy_config("presynaptic", 0.0, 0)], TINY, progress=False, cache=False)
     assert not any(tmp_path.rglob("*.json"))
 
 
@@ -69,7 +69,7 @@ def test_energy_command_line_rejects_bad_input(tmp_path, bad, capsys):
 
 @needs_mnist
 def test_analysis_of_a_run_is_complete_and_cached(monkeypatch):
-    run = energy_run("presynaptic", 0.0, 0)
+    run = energy_config("presynaptic", 0.0, 0)
     first = energy_analysis.analyse_energy_run(run, TINY, n_samples=2)  # trains the run on the way
     assert sum(first["p_histogram"]) == pytest.approx(1.0)
     assert set(first["lesion"]) == {"p", "random", "magnitude", "magnitude_x_p", "fisher_true", "fisher_model"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib import cache, continual, reproduce
+from lib import cache, continual, energy_analysis, reproduce
 from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
 from lib.data import data_root
 
@@ -31,7 +31,7 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     energy, sparsity, fisher, lifelong = (parameters(c) for c in ("02_energy", "03_sparsity", "04_fisher", "05_continual"))
     assert tuple(energy["weight_decays"]) == scale.weight_decays and tuple(energy["seeds"]) == scale.seeds
     assert energy["epochs"] == sparsity["epochs"] == fisher["epochs"] == scale.energy_epochs
-    assert sparsity["weight_decay"] == fisher["weight_decay"] == reproduce.ANALYSED_WEIGHT_DECAY
+    assert sparsity["weight_decay"] == fisher["weight_decay"] == energy_analysis.ANALYSED_WEIGHT_DECAY
     assert tuple(sparsity["initial_ps"]) == reproduce.ROBUSTNESS_P_INIT
     assert set(lifelong["benchmarks"]) == set(scale.benchmarks)
     assert tuple(lifelong["methods"]) == continual.MAIN_METHODS and tuple(lifelong["ablations"]) == continual.ABLATION_METHODS

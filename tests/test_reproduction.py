@@ -17,7 +17,7 @@ STORED = ROOT / "results"
 def test_a_stored_paper_scale_run_is_recomputed_exactly():
     # The perceptron of Fig. 5 with the paper's sizes and 10 seeds, tested after every task: seconds to compute.
     config, seeds = perceptron.PerceptronConfig(), perceptron.PAPER_SEEDS
-    key = perceptron.run_config(config, seeds, "task")
+    key = perceptron.run_description(config, seeds, "task")
     path = STORED / perceptron.EXPERIMENT / f"{config_key(key)}.json"
     assert path.is_file(), f"{path.relative_to(ROOT)} is not in the repository"
     stored = json.loads(path.read_text())["result"]
