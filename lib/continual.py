@@ -24,17 +24,22 @@ that share a network type train together as one batched computation.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable, Hashable, Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from . import paper
 from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
+from .book import number, seeds_text, signed, ttest
 from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
 from .compilation import compile_worthwhile
+from .metrics import backward_transfer, forgetting, learning_accuracy
 from .train import default_device, fit
 
 LIFELONG_BENCHMARKS = ("split_mnist", "perm_mnist", "split_fmnist", "perm_fmnist", "perm_mnist_cont")
@@ -386,6 +391,78 @@ class ChapterRuns:
     @property
     def n_missing(self) -> int:
         return sum(len(seeds) for seeds in self.missing.values())
+
+    def measures(self, benchmark: str, method: str) -> tuple[float, float, float] | None:
+        """Learning accuracy, backward transfer and forgetting (:mod:`lib.metrics`, in %) of a method's
+        stored runs on ``benchmark``, each the mean over seeds; None without stored runs."""
+        runs = self.runs(benchmark, method)
+        if not runs:
+            return None
+        values = [[f(100 * np.asarray(r["accuracy"])) for f in (learning_accuracy, backward_transfer, forgetting)]
+                  for r in runs]
+        return tuple(float(v) for v in np.mean(values, 0))
+
+    def differences_markdown(self) -> str:
+        """Where the stored runs differ from the published numbers (:mod:`lib.paper`), one item each: the
+        presynaptic model and the ranking of presynaptic, BGD and EWC on the benchmarks of Appendix 1-table 1,
+        the two models without consolidation against its "No consolidation" row, BGD (and BGD with the
+        reference code's batches of 128, where stored), the ghost control (Fig. 5a) and continuous
+        Permuted MNIST."""
+        facts = []
+        fmt = partial(seeds_text, n_seeds=len(self.seeds))
+        table = paper.APPENDIX_TABLE_1
+        for b in [b for b in table if b in self.results]:
+            name, ours = BENCHMARK_NAMES[b], self.averages(b, "presynaptic")
+            if len(ours):
+                facts.append(f"* **{name}, presynaptic:** {fmt(ours)} % here against {table[b]['presynaptic'].text(2)} % "
+                             f"in the paper ({signed(ours.mean() - table[b]['presynaptic'].mean)} points).")
+            ranked = [m for m in ("presynaptic", "bgd", "ewc") if len(self.averages(b, m))]
+            if len(ranked) > 1:
+                ours_order = sorted(ranked, key=lambda m: -self.averages(b, m).mean())
+                paper_order = sorted(ranked, key=lambda m: -table[b][m].mean)
+                facts.append(f"* **{name}, ranking of presynaptic, BGD and EWC:** "
+                             f"{' > '.join(METHOD_LABELS[m] for m in ours_order)} here, "
+                             f"{' > '.join(METHOD_LABELS[m] for m in paper_order)} in the paper.")
+            no_consolidation = table[b]["no consolidation"].mean
+            for m in ("sgd", "no_consolidation"):
+                if (measured := self.measures(b, m)) is not None:
+                    facts.append(f"* **{name}, {METHOD_LABELS[m]}:** {self.averages(b, m).mean():.2f} % against the "
+                                 f"paper's \"No consolidation\" {no_consolidation:.2f} %; accuracy on each task right after "
+                                 f"learning it {measured[0]:.1f} %, backward transfer {signed(measured[1], 1)} points "
+                                 "(table above).")
+            both = [m for m in ("sgd", "no_consolidation") if len(self.averages(b, m))]
+            if len(both) == 2:
+                gaps = {m: abs(self.averages(b, m).mean() - no_consolidation) for m in both}
+                nearer, further = min(gaps, key=gaps.get), max(gaps, key=gaps.get)
+                facts.append(f"* **{name}, the paper's \"No consolidation\" row** is nearer to our {METHOD_LABELS[nearer]} "
+                             f"model ({gaps[nearer]:.2f} points away) than to our {METHOD_LABELS[further]} model "
+                             f"({gaps[further]:.2f} points away).")
+            if (measured := self.measures(b, "bgd")) is not None:
+                facts.append(f"* **{name}, BGD:** {self.averages(b, 'bgd').mean():.2f} % against {table[b]['bgd'].mean:.2f} % "
+                             f"in the paper; accuracy on each task right after learning it {measured[0]:.1f} %, backward "
+                             f"transfer {signed(measured[1], 1)} points.")
+                # The reference code's batch of 128 (one seed, if stored): the gradient is a sum over the batch.
+                seed = self.seeds[0]
+                (run_128,) = run_specs(replace(self.protocols[b], batch_size=128), [RunSpec("bgd", seed)], train=False)
+                if run_128 is not None and seed in self.results[b]["bgd"]:
+                    facts.append(f"* **{name}, BGD with batches of 128** (seed {seed} only): {100 * run_128['average']:.2f} %, "
+                                 f"against {100 * self.results[b]['bgd'][seed]['average']:.2f} % with batches of 100 for "
+                                 "the same seed.")
+        for b in [b for b in ABLATION_BENCHMARKS if b in self.results]:
+            full, ghost = self.averages(b, "full"), self.averages(b, "ghost")
+            if len(full) and len(ghost):
+                test = ttest(full, ghost)
+                facts.append(f"* **{BENCHMARK_NAMES[b]}, ghost control:** {signed(ghost.mean() - full.mean())} points "
+                             "against the full model"
+                             + (f" (t = {number(test.statistic)}, p = {test.pvalue:.2g})" if test is not None else "")
+                             + f"; paper {paper.ghost_text(b)}.")
+        if "perm_mnist_cont" in self.results and len(self.averages("perm_mnist_cont", "presynaptic")):
+            facts.append(f"* **Continuous Permuted MNIST, presynaptic:** {fmt(self.averages('perm_mnist_cont', 'presynaptic'))} "
+                         f"% against {paper.CONTINUOUS_PERM_MNIST.text(2, 1)} % in the paper.")
+        if self.missing:
+            facts.append(f"* {self.n_missing} runs are not computed yet (see the note at the top), so the comparison is "
+                         "incomplete.")
+        return "\n".join(facts) if facts else "No runs are stored yet."
 
     def status_markdown(self, results_folder: str = "results/lifelong") -> str:
         """What is stored, and for what is missing the commands of ``python -m lib lifelong`` that train it."""

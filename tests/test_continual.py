@@ -278,3 +278,29 @@ def test_the_methods_table_gives_each_benchmarks_settings():
     assert "Adam 1e-6 (Split MNIST)" in table and "SGD 1e-3 (continuous Permuted MNIST)" in table
     with pytest.raises(ValueError, match="valid benchmarks"):
         continual.bgd_settings("mnist")
+
+
+def test_the_chapters_measures_and_differences_from_the_paper(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))  # no run of batch 128 stored
+
+    def run(first, final):  # two tasks: accuracy on task 1 right after it, then on both after task 2
+        return {"accuracy": [[first, 0.5], [final, 0.9]], "average": (final + 0.9) / 2}
+
+    results = {"split_mnist": {"presynaptic": {0: run(0.9, 0.8), 1: run(0.9, 0.7)}, "sgd": {0: run(1.0, 0.5), 1: run(1.0, 0.6)},
+                               "no_consolidation": {0: run(1.0, 0.4)}, "bgd": {0: run(0.8, 0.8)}, "ewc": {},
+                               "full": {0: run(0.9, 0.8), 1: run(0.9, 0.7)}, "ghost": {0: run(0.9, 0.6), 1: run(0.9, 0.5)}}}
+    stored = continual.ChapterRuns((0, 1), {"split_mnist": LifelongProtocol("split_mnist")}, results,
+                                   {("split_mnist", "ewc", ()): (0, 1)}, 14)
+    learned, transfer, forgotten = stored.measures("split_mnist", "sgd")
+    assert (learned, transfer, forgotten) == pytest.approx(((100 + 90) / 2, -45.0, 45.0))
+    assert stored.measures("split_mnist", "ewc") is None and stored.measures("perm_mnist", "sgd") is None
+    facts = stored.differences_markdown().splitlines()
+    assert facts[0] == "* **Split MNIST, presynaptic:** 82.50 ± 2.50 % here against 82.90 ± 0.01 % in the paper (−0.40 points)."
+    assert facts[1] == "* **Split MNIST, ranking of presynaptic, BGD and EWC:** BGD > presynaptic here, presynaptic > BGD in the paper."
+    assert facts[2].startswith("* **Split MNIST, standard (deterministic):** 72.50 % against the paper's \"No consolidation\" "
+                               "77.68 %; accuracy on each task right after learning it 95.0 %, backward transfer −45.0 points")
+    assert "nearer to our standard (deterministic) model (5.18 points away)" in facts[4]
+    assert facts[5].startswith("* **Split MNIST, BGD:** 85.00 % against 80.44 % in the paper")
+    assert facts[6].startswith("* **Split MNIST, ghost control:** −10.00 points against the full model (t = ")
+    assert facts[6].endswith("; paper −1.4 (t = 3.44, p < 0.05).")
+    assert facts[7] == "* 2 runs are not computed yet (see the note at the top), so the comparison is incomplete."
