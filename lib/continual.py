@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from typing import Callable, Sequence
 
@@ -366,18 +366,21 @@ class ChapterRuns:
 
     ``results[benchmark][what][seed]`` is the result of a stored run, where ``what`` is a key of
     :func:`chapter_specs` (a method, an ablation or ``("ewc", lambda)``); ``missing`` maps
-    ``(benchmark, method, overrides)`` to the seeds not stored yet, in the order of the specs.
+    ``(benchmark, method, overrides)`` to the seeds not stored yet, in the order of the specs;
+    ``n_runs`` counts the distinct runs of the chapter, stored or not.
     """
 
     seeds: tuple[int, ...]
     protocols: dict[str, LifelongProtocol]
     results: dict[str, dict[Hashable, dict[int, dict]]]
-    missing: dict[tuple[str, str, tuple], tuple[int, ...]] = field(default_factory=dict)
-    n_runs: int = 0
+    missing: dict[tuple[str, str, tuple], tuple[int, ...]]
+    n_runs: int
 
     def __post_init__(self) -> None:
         if set(self.protocols) != set(self.results):
             raise ValueError("every benchmark needs its protocol and its results")
+        if not 0 <= self.n_missing <= self.n_runs:
+            raise ValueError(f"{self.n_missing} missing runs of {self.n_runs} in all")
 
     def runs(self, benchmark: str, what: Hashable) -> list[dict]:
         """The stored runs of one method (or ablation, or grid point) on ``benchmark``, in seed order."""
@@ -390,6 +393,7 @@ class ChapterRuns:
 
     @property
     def n_missing(self) -> int:
+        """How many runs are missing."""
         return sum(len(seeds) for seeds in self.missing.values())
 
     def measures(self, benchmark: str, method: str) -> tuple[float, float, float] | None:
