@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.continual import LifelongProtocol, RunSpec, method_run, run_specs
+from lib.continual import LifelongProtocol, RunSpec, method_config, run_specs
 from lib.data import load, write_atomic
-from lib.experiments import machine, results_root
+from lib.cache import machine, results_root
 from lib.tasks import Benchmark, normalise, permutations, make_benchmark
 
 HERE = Path(__file__).resolve().parent
@@ -119,7 +119,7 @@ def ours(bench: Benchmark, args: argparse.Namespace) -> dict:
     for label, spec in specs.items():
         start = time.perf_counter()
         result = run_specs(protocol, [spec], cache=False, benchmark=bench, progress=False)[0]
-        run = method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides))
+        run = method_config(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides))
         results[label] = {"settings": run.describe(), "protocol": protocol.describe(), "accuracy": result["accuracy"],
                           "average": result["average"], "wall_seconds": time.perf_counter() - start}
         print(f"crosscheck: ours {label}: average accuracy {result['average']:.4f}", file=sys.stderr)
@@ -153,8 +153,8 @@ def main() -> int:
     out = args.out or results_root() / "benchmarks" / "crosscheck.json"
     data = args.workdir / "tasks"
     bench = export_tasks(data, args.tasks, args.train_examples, args.permutation_seed)
-    bgd = method_run("bgd", "perm_mnist", args.seed)
-    ewc = method_run("ewc", "perm_mnist", args.seed)
+    bgd = method_config("bgd", "perm_mnist", args.seed)
+    ewc = method_config("ewc", "perm_mnist", args.seed)
     common = ["--data", str(data), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
               "--seed", str(args.seed)]
     report = {

@@ -21,7 +21,7 @@ import torch
 
 from lib.bgd import BGD_SETTINGS, BayesianMLP
 from lib.data import write_atomic
-from lib.experiments import machine, results_root
+from lib.cache import machine, results_root
 from lib.model import StochasticMLP, presynaptic
 from lib.tasks import Benchmark, Task, make_benchmark
 from lib.compilation import compile_available

@@ -1,8 +1,10 @@
-"""Helpers that the book's chapters share: summaries over seeds, library source on the page, figure style.
+"""Helpers that the book's chapters share: summaries over seeds, significance tests, numbers in the
+text, library source on the page, figure style.
 
 Every chapter averages its runs over seeds and shows mean ± standard error of the mean (s.e.m., the
 error the paper's figure legends give); :func:`mean_sem` and :func:`mean_sem_text` are the one
-definition of both. :func:`style` sets the look and the size of every figure: at most
+definition of both, :func:`seeds_text` says when seeds are missing. Differences are compared by the
+authors' test, a two-sample t-test with equal variances (:func:`ttest`, :func:`stars`). :func:`style` sets the look and the size of every figure: at most
 :data:`FIGURE_WIDTH` inches wide with text of at least 9 points, drawn at :data:`DPI` dots per inch,
 so that the smallest text of a figure is 9 px or more and sharp when the page is 1,280 px wide.
 """
@@ -50,6 +52,40 @@ def mean_sem_text(values, digits: int = 2, scale: float = 1.0, axis: int = 0) ->
     return f"{float(mean):.{digits}f} ± {float(sem):.{digits}f}"
 
 
+def seeds_text(values, n_seeds: int, digits: int = 2) -> str:
+    """:func:`mean_sem_text` of one value per stored seed, with ``"(k of n seeds)"`` when only ``k`` of
+    the ``n_seeds`` seeds are stored, and a dash when none is."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return "—"
+    note = f" ({len(values)} of {n_seeds} seeds)" if len(values) < n_seeds else ""
+    return mean_sem_text(values, digits) + note
+
+
+def number(x: float, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals and a typographic minus sign."""
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """``x`` with its sign (``+`` or ``−``) and ``digits`` decimals: a difference."""
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def ttest(a, b):
+    """The two-sample t-test with equal variances (the authors' test) of ``a`` against ``b``, or None
+    when a side has fewer than two values."""
+    return stats.ttest_ind(a, b) if len(a) > 1 and len(b) > 1 else None
+
+
+def stars(test) -> str:
+    """``"**"`` for :math:`p < 0.01`, ``"*"`` for :math:`p < 0.05`, ``"n.s."`` otherwise, and nothing
+    without a test (:func:`ttest`) or with an undefined p-value."""
+    if test is None or not np.isfinite(test.pvalue):
+        return ""
+    return "**" if test.pvalue < 0.01 else "*" if test.pvalue < 0.05 else "n.s."
+
+
 def show_source(obj) -> None:
     """Display the library code of a function or class, so that an equation has its code beside it."""
     from IPython.display import Markdown, display
@@ -62,6 +98,19 @@ def style() -> None:
     import matplotlib.pyplot as plt
 
     plt.rcParams.update(STYLE)
+
+
+def panel_grid(n: int, width: float = 4.0, height: float = 3.2):
+    """A figure of ``n`` panels of ``width`` × ``height`` inches, at most two in a row (at most
+    :data:`FIGURE_WIDTH` wide); the figure and its ``n`` axes."""
+    import matplotlib.pyplot as plt
+
+    cols = min(2, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(width * cols, FIGURE_WIDTH), height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.remove()
+    return fig, axes.flat[:n]
 
 
 def figsize(height: float, width: float = FIGURE_WIDTH) -> tuple[float, float]:

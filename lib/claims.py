@@ -15,19 +15,19 @@ import numpy as np
 from scipy import stats
 
 from lib import continual as cl
-from lib import experiments, paper
+from lib import analysis, cache, energy, energy_analysis, paper
 from lib import perceptron as pc
-from lib.book import mean_sem
+from lib.book import mean_sem, mean_sem_text, number, signed
+from lib.energy_analysis import ANALYSED_WEIGHT_DECAY
 
 # Where a row of Appendix 1-table 1 that differs is explained (the others: chapter 5).
 EXPLAINED = {"sgd": "disagree-no-consolidation", "no_consolidation": "disagree-no-consolidation", "bgd": "disagree-bgd"}
 # The chapters' default settings (the stored, paper-scale runs).
-ENERGY_WEIGHT_DECAYS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1)
-ANALYSED_WEIGHT_DECAY = 0.01
+ENERGY_WEIGHT_DECAYS = energy.PAPER_WEIGHT_DECAYS
 SEEDS = (0, 1, 2)
-NAMES = {"split_mnist": "Split MNIST", "perm_mnist": "Permuted MNIST"}
-METHODS = {"presynaptic": "presynaptic", "sgd": "standard (deterministic)", "no_consolidation": "no consolidation (stochastic)",
-           "ewc": "EWC", "bgd": "BGD", "joint": "joint training"}
+NAMES = cl.BENCHMARK_NAMES
+TABLE_METHODS = ("presynaptic", "sgd", "no_consolidation", "ewc", "bgd", "joint")  # the rows, in this order
+METHODS = {m: cl.METHOD_LABELS[m] for m in TABLE_METHODS}
 
 
 @dataclass(frozen=True)
@@ -49,37 +49,24 @@ def within_errors(ours: Sequence[float], published: paper.Published) -> bool:
     return bool(abs(float(mean) - published.mean) <= 2 * combined)
 
 
-def _text(values: Sequence[float], digits: int) -> str:
-    mean, sem = mean_sem(values)
-    return f"{float(mean):.{digits}f} ± {float(sem):.{digits}f}"
-
-
-def _published(p: paper.Published, digits: int) -> str:
-    return (f"{p.mean:.{digits}f}" + (f" ± {p.sem:.{digits}f}" if p.sem is not None else "")).replace("-", "−")
-
-
-def _signed(x: float, digits: int) -> str:
-    return f"{x:+.{digits}f}".replace("-", "−")
-
-
 def _numeric(claim: str, ours: Sequence[float] | None, published: paper.Published, digits: int, where: str) -> Claim:
     if ours is None or len(ours) == 0:
-        return Claim(claim, _published(published, digits), "not stored", "—", "not stored", where)
+        return Claim(claim, published.text(digits), "not stored", "—", "not stored", where)
     verdict = "agrees within the errors" if within_errors(ours, published) else "differs"
-    return Claim(claim, _published(published, digits), _text(ours, digits),
-                 _signed(float(np.mean(ours)) - published.mean, digits), verdict, where)
+    return Claim(claim, published.text(digits), mean_sem_text(ours, digits),
+                 signed(float(np.mean(ours)) - published.mean, digits), verdict, where)
 
 
 def energy_claims() -> list[Claim]:
     """Fig. 1b: the ranking of the best information per unit of synaptic energy."""
-    protocol = experiments.EnergyProtocol()
+    protocol = energy.EnergyProtocol()
     load = dict(train=False)
-    pre = experiments.energy_sweep("presynaptic", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, **load)
-    runs = {"presynaptic": pre, "deterministic": experiments.energy_sweep("deterministic", ENERGY_WEIGHT_DECAYS, SEEDS,
+    pre = energy.energy_sweep("presynaptic", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, **load)
+    runs = {"presynaptic": pre, "deterministic": energy.energy_sweep("deterministic", ENERGY_WEIGHT_DECAYS, SEEDS,
                                                                            protocol, **load)}
     if all(r is not None for r in pre):
-        fixed_p = experiments.matched_release(ENERGY_WEIGHT_DECAYS, pre)
-        runs["fixed"] = experiments.energy_sweep("fixed", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, fixed_p, **load)
+        fixed_p = energy.matched_release(ENERGY_WEIGHT_DECAYS, pre)
+        runs["fixed"] = energy.energy_sweep("fixed", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, fixed_p, **load)
     claim = "Fig. 1b: best information per energy, presynaptic > deterministic > fixed $p$"
     if len(runs) < 3 or any(r is None for rs in runs.values() for r in rs):
         return [Claim(claim, "ranking", "not stored", "—", "not stored", "02_energy")]
@@ -88,27 +75,27 @@ def energy_claims() -> list[Claim]:
         ratio = np.array([r["mutual_information"] / r["energy"] for r in rs]).reshape(len(ENERGY_WEIGHT_DECAYS), -1)
         best[model] = 1000 * ratio.max(0)  # mbit per unit of energy, per seed
     order = sorted(best, key=lambda m: best[m].mean(), reverse=True)
-    ours = ", ".join(f"{m} {_text(best[m], 3)}" for m in order) + " mbit"
+    ours = ", ".join(f"{m} {mean_sem_text(best[m], 3)}" for m in order) + " mbit"
     verdict = "holds" if tuple(order) == paper.ENERGY_RANKING else "does not hold"
     return [Claim(claim, " > ".join(paper.ENERGY_RANKING), ours, "—", verdict, "02_energy")]
 
 
 def analysis_claims() -> list[Claim]:
     """Figs. 2b and 3: lesions by release probability, and the sparsity of important inputs per neuron."""
-    protocol = experiments.EnergyProtocol()
-    analyses = [experiments.analyse_energy_run(experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s), protocol,
+    protocol = energy.EnergyProtocol()
+    analyses = [energy_analysis.analyse_energy_run(energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s), protocol,
                                                train=False) for s in SEEDS]
     lesion = "Fig. 2b: removing the half of the synapses with the lowest $p$ costs less accuracy than a random half"
     ks = "Fig. 3a: important inputs per neuron vs. shuffled, Kolmogorov-Smirnov $D$ (second hidden layer)"
     corr = "Fig. 3c: important inputs vs. outputs per neuron, Pearson $r$ (first hidden layer)"
     if any(a is None for a in analyses):
         return [Claim(c, "—", "not stored", "—", "not stored", "03_sparsity") for c in (lesion, ks, corr)]
-    half = experiments.LESION_FRACTIONS.index(0.5)
+    half = analysis.LESION_FRACTIONS.index(0.5)
     by_p = [100 * a["lesion"]["p"][half] for a in analyses]
     random = [100 * a["lesion"]["random"][half] for a in analyses]
     verdict = "holds" if np.mean(by_p) > np.mean(random) else "does not hold"
-    rows = [Claim(lesion, "lowest $p$ first > random", f"{_text(by_p, 1)} % > {_text(random, 1)} % accuracy",
-                  _signed(float(np.mean(by_p) - np.mean(random)), 1) + " points", verdict, "03_sparsity")]
+    rows = [Claim(lesion, "lowest $p$ first > random", f"{mean_sem_text(by_p, 1)} % > {mean_sem_text(random, 1)} % accuracy",
+                  signed(float(np.mean(by_p) - np.mean(random)), 1) + " points", verdict, "03_sparsity")]
     ks_claim = _numeric(ks, [a["neurons"][1]["ks_statistic"] for a in analyses], paper.KS_DISTANCE, 3, "03_sparsity")
     largest_p = max(a["neurons"][1]["ks_pvalue"] for a in analyses)
     rows.append(Claim(ks_claim.claim, ks_claim.paper + f" ($p$ < {paper.KS_P_BELOW:g})",
@@ -145,14 +132,14 @@ def continual_claims() -> list[Claim]:
         ghost, full = _averages(benchmark, "ghost"), _averages(benchmark, "full")
         claim = f"Fig. 5a, {NAMES[benchmark]}: ghost control − full model (points)"
         if ghost is None or full is None:
-            rows.append(Claim(claim, _published(published, 1), "not stored", "—", "not stored", "05_continual"))
+            rows.append(Claim(claim, published.text(1), "not stored", "—", "not stored", "05_continual"))
             continue
         drop = float(np.mean(ghost) - np.mean(full))
         sem = float(np.hypot(mean_sem(ghost)[1], mean_sem(full)[1]))
         t = stats.ttest_ind(full, ghost).statistic
         agrees = abs(drop - published.mean) <= 2 * sem
-        rows.append(Claim(claim, f"{_published(published, 1)} ($t$ = {paper.GHOST_T[benchmark]:.2f})",
-                          f"{drop:.1f} ± {sem:.1f} ($t$ = {t:.2f})".replace("-", "−"), _signed(drop - published.mean, 1),
+        rows.append(Claim(claim, f"{published.text(1)} ($t$ = {paper.GHOST_T[benchmark]:.2f})",
+                          f"{drop:.1f} ± {sem:.1f} ($t$ = {t:.2f})".replace("-", "−"), signed(drop - published.mean, 1),
                           "agrees within the errors" if agrees else "differs", "disagree-ghost"))
     rows.append(_numeric("Appendix: continuous Permuted MNIST, presynaptic (%)", _averages("perm_mnist_cont", "presynaptic"),
                          paper.CONTINUOUS_PERM_MNIST, 2, "05_continual"))
@@ -162,7 +149,7 @@ def continual_claims() -> list[Claim]:
 def perceptron_claims() -> list[Claim]:
     """Figs. 5b-c against the saved outputs of the authors' perceptron notebook."""
     config = pc.PerceptronConfig()
-    result = experiments.load_cached(pc.EXPERIMENT, pc.run_config(config, pc.PAPER_SEEDS))
+    result = cache.load_cached(pc.EXPERIMENT, pc.run_description(config, pc.PAPER_SEEDS))
     names = ("Fig. 5c: average final accuracy, standard perceptron", "Fig. 5c: average final accuracy, presynaptic perceptron",
              "Fig. 5c: the presynaptic perceptron is better, t-test ($t$, standard vs. presynaptic)", "Fig. 5b: task-1 accuracy after the last task, standard",
              "Fig. 5b: task-1 accuracy after the last task, presynaptic")
@@ -174,8 +161,8 @@ def perceptron_claims() -> list[Claim]:
     test = stats.ttest_ind(final["standard"], final["presynaptic"])  # equal variances, as the authors
     t = float(test.statistic)
     same_sign = np.sign(t) == np.sign(paper.PERCEPTRON_T.mean)
-    rows.append(Claim(names[2], _published(paper.PERCEPTRON_T, 2), f"{t:.2f}".replace("-", "−"),
-                      _signed(t - paper.PERCEPTRON_T.mean, 2),
+    rows.append(Claim(names[2], paper.PERCEPTRON_T.text(2), number(t, 2),
+                      signed(t - paper.PERCEPTRON_T.mean, 2),
                       "holds" if same_sign and test.pvalue < 0.05 else "does not hold", "06_perceptron"))
     for name, model in zip(names[3:], ("standard", "presynaptic")):
         task1 = np.asarray(result[model])[:, -1, 0]  # each seed's accuracy on task 1 after the last pass

@@ -7,10 +7,11 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 from .cli_common import Parser, check_output, non_negative, positive, say
 from .data import DataError, write_atomic
-from .experiments import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_run, run_energy
+from .energy import ENERGY_MODELS, PAPER_WEIGHT_DECAYS, EnergyProtocol, energy_config, run_energy
 
 
 def _check_subset(parser: Parser, subset: int | None, batch_size: int) -> None:
@@ -46,7 +47,7 @@ def energy_main(argv: list[str]) -> int:
     protocol = EnergyProtocol(epochs=args.epochs, subset=args.subset)
     _check_subset(parser, args.subset, protocol.batch_size)
     try:
-        runs = [energy_run(args.model, wd, seed, args.fixed_p) for wd in args.weight_decay for seed in args.seeds]
+        runs = [energy_config(args.model, wd, seed, args.fixed_p) for wd in args.weight_decay for seed in args.seeds]
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -62,9 +63,9 @@ def energy_main(argv: list[str]) -> int:
     return 0
 
 
-def lifelong_main(argv: list[str]) -> int:
-    """``python -m lib lifelong``: continual-learning runs of one method on one benchmark (Fig. 4, table)."""
-    from .continual import LIFELONG_BENCHMARKS, METHODS, LifelongProtocol, RunSpec, method_run, run_specs, summarise
+def lifelong_parser() -> Parser:
+    """The options of ``python -m lib lifelong`` (also the source of :func:`lifelong_command`)."""
+    from .continual import LIFELONG_BENCHMARKS, METHODS
 
     parser = Parser(prog="python -m lib lifelong", description="average accuracy over all tasks after continual learning")
     parser.add_argument("--benchmark", required=True, help=f"one of: {', '.join(LIFELONG_BENCHMARKS)}")
@@ -75,6 +76,44 @@ def lifelong_main(argv: list[str]) -> int:
     parser.add_argument("--subset", type=positive, default=None, help="training and test examples per task to keep")
     parser.add_argument("--ewc-lambda", type=float, default=None, metavar="X", help="EWC penalty strength (method ewc)")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
+    return parser
+
+
+def lifelong_command(benchmark: str, method: str, seeds: Sequence[int], *, epochs: int = 10, batch_size: int = 100,
+                     subset: int | None = None, overrides: Sequence[tuple[str, float]] = (), json: str = "out.json",
+                     python: str = ".venv/bin/python") -> str:
+    """The ``python -m lib lifelong`` command that trains (and stores) these runs.
+
+    Every value becomes the option of :func:`lifelong_parser` whose destination has its name (an
+    override ``("ewc_lambda", 10.0)`` becomes ``--ewc-lambda 10``); options at their default are left
+    out, except the seeds and the output file. The command is parsed by that parser before it is returned, so it cannot name an option the
+    command lacks: a value without an option raises :class:`ValueError`.
+    """
+    parser = lifelong_parser()
+    flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    values = {"benchmark": benchmark, "method": method, "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
+              "subset": subset, **dict(overrides), "json": json}
+    words = []
+    for dest, value in values.items():
+        if dest not in flags:
+            raise ValueError(f"python -m lib lifelong has no option for {dest!r}; its options: "
+                             f"{', '.join(flags[d] for d in flags if d != 'help')}")
+        if value is None or (dest not in ("seeds", "json") and value == parser.get_default(dest)):
+            continue
+        items = value if isinstance(value, list) else [value]
+        words += [flags[dest], *(f"{v:g}" if isinstance(v, float) else str(v) for v in items)]
+    try:
+        parser.parse_args(words)
+    except SystemExit:
+        raise ValueError(f"python -m lib lifelong does not accept {' '.join(words)}") from None
+    return " ".join([python, "-m lib lifelong", *words])
+
+
+def lifelong_main(argv: list[str]) -> int:
+    """``python -m lib lifelong``: continual-learning runs of one method on one benchmark (Fig. 4, table)."""
+    from .continual import LifelongProtocol, RunSpec, method_config, run_specs, summarise
+
+    parser = lifelong_parser()
     args = parser.parse_args(argv)
     check_output(parser, "--json", args.json)
     _check_subset(parser, args.subset, args.batch_size)
@@ -83,7 +122,7 @@ def lifelong_main(argv: list[str]) -> int:
     overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
     try:  # unknown names: the library's one-line error, which lists the valid ones
         protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, batch_size=args.batch_size, subset=args.subset)
-        method_run(args.method, args.benchmark, args.seeds[0], **dict(overrides))
+        method_config(args.method, args.benchmark, args.seeds[0], **dict(overrides))
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -150,8 +189,8 @@ def reproduce_main(argv: list[str]) -> int:
 
 def compare_main(argv: list[str]) -> int:
     """``python -m lib compare``: the runs of a second results folder against the stored ones."""
-    from .experiments import STORED_RESULTS
-    from .reproduce import compare_results, describe_agreement, save_agreement
+    from .cache import STORED_RESULTS
+    from .compare import compare_results, describe_agreement, save_agreement
 
     parser = Parser(prog="python -m lib compare",
                     description="compare the runs of OTHER with the runs of the same configuration in REFERENCE")

@@ -24,17 +24,22 @@ that share a network type train together as one batched computation.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from . import paper
 from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
-from .experiments import load_cached, store
+from .book import number, seeds_text, signed, ttest
+from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
 from .compilation import compile_worthwhile
+from .metrics import backward_transfer, forgetting, learning_accuracy
 from .train import default_device, fit
 
 LIFELONG_BENCHMARKS = ("split_mnist", "perm_mnist", "split_fmnist", "perm_fmnist", "perm_mnist_cont")
@@ -79,6 +84,13 @@ CONTINUOUS_TRANSITION = 0.25
 MAIN_METHODS = ("presynaptic", "no_consolidation", "sgd", "ewc", "bgd", "joint")
 ABLATION_METHODS = ("full", "no_freeze", "no_lr_modulation", "no_freeze_no_lr_modulation", "ghost")
 ABLATION_BENCHMARKS = ("split_mnist", "perm_mnist")
+# The names of the benchmarks and methods on the book's pages.
+BENCHMARK_NAMES = {"split_mnist": "Split MNIST", "split_fmnist": "Split Fashion-MNIST", "perm_mnist": "Permuted MNIST",
+                   "perm_fmnist": "Permuted Fashion-MNIST", "perm_mnist_cont": "continuous Permuted MNIST"}
+METHOD_LABELS = {"presynaptic": "presynaptic", "no_consolidation": "no consolidation (stochastic)",
+                 "sgd": "standard (deterministic)", "ewc": "EWC", "bgd": "BGD", "joint": "joint training",
+                 "full": "full model", "no_freeze": "no freezing", "no_lr_modulation": "no lr modulation",
+                 "no_freeze_no_lr_modulation": "neither", "ghost": "ghost $p$"}
 
 
 def family(benchmark: str) -> str:
@@ -97,15 +109,21 @@ def check_method(method: str) -> None:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
 
 
-def method_run(method: str, benchmark: str, seed: int, **overrides) -> SynapseConfig | BGDConfig:
-    """The run of ``method`` on ``benchmark`` with ``seed``; ``overrides`` replace any setting of the run's
-    config (:class:`~lib.model.SynapseConfig` or, for ``bgd``, :class:`~lib.bgd.BGDConfig`), e.g. for
+def bgd_settings(benchmark: str) -> BGDConfig:
+    """BGD's settings on ``benchmark`` (:data:`lib.bgd.BGD_SETTINGS`; the continuous benchmark uses Permuted MNIST's)."""
+    check_benchmark(benchmark)
+    return BGD_SETTINGS[benchmark.replace("_cont", "")]
+
+
+def method_config(method: str, benchmark: str, seed: int, **overrides) -> SynapseConfig | BGDConfig:
+    """The configuration of the run of ``method`` on ``benchmark`` with ``seed``; ``overrides`` replace any
+    setting of it (:class:`~lib.model.SynapseConfig` or, for ``bgd``, :class:`~lib.bgd.BGDConfig`), e.g. for
     ``ewc`` its ``optimizer``, ``lr``, ``ewc_lambda``, ``ewc_mode`` and ``ewc_gamma``, for ``bgd`` its
     ``std_init``, ``mean_eta`` and ``mean_init``."""
     check_method(method)
     fam = family(benchmark)
     if method == "bgd":
-        return replace(BGD_SETTINGS[benchmark.replace("_cont", "")], seed=seed, **overrides)
+        return replace(bgd_settings(benchmark), seed=seed, **overrides)
     if method in ("sgd", "joint", "ewc"):
         optimizer, lr = {"sgd": STANDARD[benchmark], "joint": JOINT, "ewc": EWC_OPTIMIZER}[method]
         extra = {"ewc_lambda": EWC_LAMBDA[fam]} if method == "ewc" else {}
@@ -172,7 +190,7 @@ class LifelongProtocol:
         return {k: v for k, v in asdict(self).items() if k not in self.LATER_FIELDS or v != defaults[k]}
 
 
-def run_config(protocol: LifelongProtocol, method: str, run: SynapseConfig | BGDConfig) -> dict:
+def run_description(protocol: LifelongProtocol, method: str, run: SynapseConfig | BGDConfig) -> dict:
     """The full description of one run: its cache key is derived from this."""
     return {"protocol": protocol.describe(), "method": method, "run": run.describe()}
 
@@ -277,9 +295,9 @@ def run_specs(
     """
     if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
         raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
-    runs = [method_run(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)) for spec in specs]
+    runs = [method_config(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)) for spec in specs]
     results: list[dict | None] = [
-        load_cached("lifelong", run_config(protocol, spec.method, run)) if cache else None
+        load_cached("lifelong", run_description(protocol, spec.method, run)) if cache else None
         for spec, run in zip(specs, runs)
     ]
     todo: dict[tuple, list[int]] = {}
@@ -298,7 +316,7 @@ def run_specs(
                                  progress)
             for k, result in zip(members, fresh):
                 if cache:
-                    store("lifelong", run_config(protocol, specs[k].method, runs[k]), result)
+                    store("lifelong", run_description(protocol, specs[k].method, runs[k]), result)
                 results[k] = result
             done += len(members)
             if on_stored is not None:
@@ -306,18 +324,205 @@ def run_specs(
     return results
 
 
-def run_lifelong(
-    protocol: LifelongProtocol, methods: Sequence[str], seeds: Sequence[int], *, cache: bool = True,
-    progress: bool | None = None, train: bool = True,
-) -> dict[str, list[dict | None]]:
-    """Per method, the results of its runs with ``seeds`` (see :func:`run_specs` and :func:`summarise`)."""
-    specs = [RunSpec(m, s) for m in methods for s in seeds]
-    results = run_specs(protocol, specs, cache=cache, progress=progress, train=train)
-    return {m: results[k * len(seeds):(k + 1) * len(seeds)] for k, m in enumerate(methods)}
-
-
 def summarise(per_seed: Sequence[dict]) -> dict:
     """Average accuracy over all tasks after the last one: per seed, mean and s.e.m. (ddof 1)."""
     averages = np.array([r["average"] for r in per_seed])
     sem = float(averages.std(ddof=1) / np.sqrt(len(averages))) if len(averages) > 1 else 0.0
     return {"per_seed": averages.tolist(), "mean": float(averages.mean()), "sem": sem}
+
+
+def _optimizer_text(optimizer: str, lr: float) -> str:
+    return f"{'Adam' if optimizer == 'adam' else 'SGD'} {lr:.0e}".replace("e-0", "e-")
+
+
+def methods_markdown(benchmarks: Sequence[str]) -> str:
+    """The table of the methods of chapter 5 with their settings on ``benchmarks`` (MyST Markdown)."""
+    rule = LIFELONG_RULE
+    eta0 = ", ".join(f"$\\eta_0$ = {PRESYNAPTIC_LR[family(b)]:g} ({BENCHMARK_NAMES[b]})" for b in benchmarks)
+    standard = ", ".join(f"{_optimizer_text(*STANDARD[b])} ({BENCHMARK_NAMES[b]})" for b in benchmarks)
+    bgd = ", ".join(f"$\\sigma_0$ = {bgd_settings(b).std_init:g}, $\\eta$ = {bgd_settings(b).mean_eta:g} "
+                    f"({BENCHMARK_NAMES[b]})" for b in benchmarks)
+    lambdas = ", ".join(f"$\\lambda$ = {EWC_LAMBDA[f]:g} ({'Split' if f == 'split' else 'Permuted'})"
+                        for f in sorted({family(b) for b in benchmarks}, reverse=True))
+    return "\n".join([
+        "| method | network | learning rule and settings | told the task boundaries |",
+        "|---|---|---|---|",
+        f"| presynaptic | stochastic release, plastic $p$ with lr modulation and freezing "
+        f"($g_\\text{{lim}}$ = {rule['g_lim']:g}, $p_\\text{{up}}$ = {rule['p_up']:g}, $p_\\text{{down}}$ = {rule['p_down']:g}, "
+        f"$p_\\text{{freeze}}$ = {rule['p_freeze']:g}) | SGD (eq. 5), {eta0} | no |",
+        "| no consolidation (stochastic) | the same, without lr modulation and without freezing | the same | no |",
+        f"| standard (deterministic) | $p = 1$, trained biases | the authors' configs: {standard} | no |",
+        f"| EWC | $p = 1$, trained biases, quadratic penalty | {_optimizer_text(*EWC_OPTIMIZER)}, {lambdas} | yes |",
+        f"| BGD | Gaussian $\\mathcal N(\\mu_i, \\sigma_i^2)$ per weight and bias | Zeno et al.'s update, "
+        f"{BGD_SETTINGS['perm_mnist'].mc_samples} Monte-Carlo samples; {bgd} | no |",
+        f"| joint training | $p = 1$, trained biases, all tasks merged into one | {_optimizer_text(*JOINT)} | (upper bound) |",
+    ])
+
+
+# ------------------------------------------------------------------------------ the runs of chapter 5
+@dataclass(frozen=True)
+class ChapterRuns:
+    """The stored runs of chapter 5 and the ones still missing.
+
+    ``results[benchmark][what][seed]`` is the result of a stored run, where ``what`` is a key of
+    :func:`chapter_specs` (a method, an ablation or ``("ewc", lambda)``); ``missing`` maps
+    ``(benchmark, method, overrides)`` to the seeds not stored yet, in the order of the specs;
+    ``n_runs`` counts the distinct runs of the chapter, stored or not.
+    """
+
+    seeds: tuple[int, ...]
+    protocols: dict[str, LifelongProtocol]
+    results: dict[str, dict[Hashable, dict[int, dict]]]
+    missing: dict[tuple[str, str, tuple], tuple[int, ...]]
+    n_runs: int
+
+    def __post_init__(self) -> None:
+        if set(self.protocols) != set(self.results):
+            raise ValueError("every benchmark needs its protocol and its results")
+        if not 0 <= self.n_missing <= self.n_runs:
+            raise ValueError(f"{self.n_missing} missing runs of {self.n_runs} in all")
+
+    def runs(self, benchmark: str, what: Hashable) -> list[dict]:
+        """The stored runs of one method (or ablation, or grid point) on ``benchmark``, in seed order."""
+        stored = self.results.get(benchmark, {}).get(what, {})
+        return [stored[s] for s in self.seeds if s in stored]
+
+    def averages(self, benchmark: str, what: Hashable) -> np.ndarray:
+        """Average accuracy over all tasks after the last task, in %, one value per stored seed."""
+        return np.array([100 * r["average"] for r in self.runs(benchmark, what)])
+
+    @property
+    def n_missing(self) -> int:
+        """How many runs are missing."""
+        return sum(len(seeds) for seeds in self.missing.values())
+
+    def measures(self, benchmark: str, method: str) -> tuple[float, float, float] | None:
+        """Learning accuracy, backward transfer and forgetting (:mod:`lib.metrics`, in %) of a method's
+        stored runs on ``benchmark``, each the mean over seeds; None without stored runs."""
+        runs = self.runs(benchmark, method)
+        if not runs:
+            return None
+        values = [[f(100 * np.asarray(r["accuracy"])) for f in (learning_accuracy, backward_transfer, forgetting)]
+                  for r in runs]
+        return tuple(float(v) for v in np.mean(values, 0))
+
+    def differences_markdown(self) -> str:
+        """Where the stored runs differ from the published numbers (:mod:`lib.paper`), one item each: the
+        presynaptic model and the ranking of presynaptic, BGD and EWC on the benchmarks of Appendix 1-table 1,
+        the two models without consolidation against its "No consolidation" row, BGD (and BGD with the
+        reference code's batches of 128, where stored), the ghost control (Fig. 5a) and continuous
+        Permuted MNIST."""
+        facts = []
+        fmt = partial(seeds_text, n_seeds=len(self.seeds))
+        table = paper.APPENDIX_TABLE_1
+        for b in [b for b in table if b in self.results]:
+            name, ours = BENCHMARK_NAMES[b], self.averages(b, "presynaptic")
+            if len(ours):
+                facts.append(f"* **{name}, presynaptic:** {fmt(ours)} % here against {table[b]['presynaptic'].text(2)} % "
+                             f"in the paper ({signed(ours.mean() - table[b]['presynaptic'].mean)} points).")
+            ranked = [m for m in ("presynaptic", "bgd", "ewc") if len(self.averages(b, m))]
+            if len(ranked) > 1:
+                ours_order = sorted(ranked, key=lambda m: -self.averages(b, m).mean())
+                paper_order = sorted(ranked, key=lambda m: -table[b][m].mean)
+                facts.append(f"* **{name}, ranking of presynaptic, BGD and EWC:** "
+                             f"{' > '.join(METHOD_LABELS[m] for m in ours_order)} here, "
+                             f"{' > '.join(METHOD_LABELS[m] for m in paper_order)} in the paper.")
+            no_consolidation = table[b]["no consolidation"].mean
+            for m in ("sgd", "no_consolidation"):
+                if (measured := self.measures(b, m)) is not None:
+                    facts.append(f"* **{name}, {METHOD_LABELS[m]}:** {self.averages(b, m).mean():.2f} % against the "
+                                 f"paper's \"No consolidation\" {no_consolidation:.2f} %; accuracy on each task right after "
+                                 f"learning it {measured[0]:.1f} %, backward transfer {signed(measured[1], 1)} points "
+                                 "(table above).")
+            both = [m for m in ("sgd", "no_consolidation") if len(self.averages(b, m))]
+            if len(both) == 2:
+                gaps = {m: abs(self.averages(b, m).mean() - no_consolidation) for m in both}
+                nearer, further = min(gaps, key=gaps.get), max(gaps, key=gaps.get)
+                facts.append(f"* **{name}, the paper's \"No consolidation\" row** is nearer to our {METHOD_LABELS[nearer]} "
+                             f"model ({gaps[nearer]:.2f} points away) than to our {METHOD_LABELS[further]} model "
+                             f"({gaps[further]:.2f} points away).")
+            if (measured := self.measures(b, "bgd")) is not None:
+                facts.append(f"* **{name}, BGD:** {self.averages(b, 'bgd').mean():.2f} % against {table[b]['bgd'].mean:.2f} % "
+                             f"in the paper; accuracy on each task right after learning it {measured[0]:.1f} %, backward "
+                             f"transfer {signed(measured[1], 1)} points.")
+                # The reference code's batch of 128 (one seed, if stored): the gradient is a sum over the batch.
+                seed = self.seeds[0]
+                (run_128,) = run_specs(replace(self.protocols[b], batch_size=128), [RunSpec("bgd", seed)], train=False)
+                if run_128 is not None and seed in self.results[b]["bgd"]:
+                    facts.append(f"* **{name}, BGD with batches of 128** (seed {seed} only): {100 * run_128['average']:.2f} %, "
+                                 f"against {100 * self.results[b]['bgd'][seed]['average']:.2f} % with batches of 100 for "
+                                 "the same seed.")
+        for b in [b for b in ABLATION_BENCHMARKS if b in self.results]:
+            full, ghost = self.averages(b, "full"), self.averages(b, "ghost")
+            if len(full) and len(ghost):
+                test = ttest(full, ghost)
+                facts.append(f"* **{BENCHMARK_NAMES[b]}, ghost control:** {signed(ghost.mean() - full.mean())} points "
+                             "against the full model"
+                             + (f" (t = {number(test.statistic)}, p = {test.pvalue:.2g})" if test is not None else "")
+                             + f"; paper {paper.ghost_text(b)}.")
+        if "perm_mnist_cont" in self.results and len(self.averages("perm_mnist_cont", "presynaptic")):
+            facts.append(f"* **Continuous Permuted MNIST, presynaptic:** {fmt(self.averages('perm_mnist_cont', 'presynaptic'))} "
+                         f"% against {paper.CONTINUOUS_PERM_MNIST.text(2, 1)} % in the paper.")
+        if self.missing:
+            facts.append(f"* {self.n_missing} runs are not computed yet (see the note at the top), so the comparison is "
+                         "incomplete.")
+        return "\n".join(facts) if facts else "No runs are stored yet."
+
+    def status_markdown(self, results_folder: str = "results/lifelong") -> str:
+        """What is stored, and for what is missing the commands of ``python -m lib lifelong`` that train it."""
+        from .cli_experiments import lifelong_command
+
+        if not self.missing:
+            return f"All {self.n_runs} runs of this chapter are stored under `{results_folder}`; the figures below show all of them."
+        lines = [f"**{self.n_missing} of the {self.n_runs} runs of this chapter are not computed yet**, so the figures and "
+                 "tables below show only the stored ones. Missing:", ""]
+        for b in self.results:
+            gaps = [(m, o, s) for (bb, m, o), s in self.missing.items() if bb == b]
+            if gaps and all(not per_seed for per_seed in self.results[b].values()):
+                lines.append(f"* {BENCHMARK_NAMES[b]}: all of its runs")
+            elif gaps:
+                what = "; ".join(f"{m}{' with ' + ', '.join(f'{k} = {v:g}' for k, v in o) if o else ''} "
+                                 f"(seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))})" for m, o, s in gaps)
+                lines.append(f"* {BENCHMARK_NAMES[b]}: {what}")
+        lines += ["", f"Each command below trains the missing runs of one method and stores them under `{results_folder}`, "
+                  "where the next build of this chapter finds them (running the chapter with `train_missing: true` "
+                  "trains all of them):", "", "```bash"]
+        for (b, m, o), seeds in self.missing.items():
+            protocol = self.protocols[b]
+            lines.append(lifelong_command(b, m, sorted(seeds), epochs=protocol.epochs, subset=protocol.subset, overrides=o,
+                                          json=f"{b}_{m}.json"))
+        return "\n".join(lines + ["```"])
+
+
+def chapter_runs(
+    protocols: Sequence[LifelongProtocol], seeds: Sequence[int], methods: Sequence[str] = MAIN_METHODS,
+    ablations: Sequence[str] = ABLATION_METHODS, ewc_grid: dict[str, Sequence[float]] | None = None, *,
+    train: bool = False,
+) -> ChapterRuns:
+    """Every run of chapter 5 (:func:`chapter_specs`) on the benchmark of each protocol, from the results
+    cache; with ``train=True`` the missing ones are trained first (:func:`run_specs`).
+
+    ``ewc_grid`` maps a family (``"split"``, ``"perm"``) to its grid of EWC penalty strengths (default
+    :data:`EWC_GRID`). A spec that two keys share (the grid's default strength is the ``"ewc"`` run) counts once.
+    """
+    results: dict[str, dict] = {}
+    missing: dict[tuple, list[int]] = {}
+    n_runs = 0
+    for protocol in protocols:
+        b = protocol.benchmark
+        grid = None if ewc_grid is None else ewc_grid[family(b)]
+        specs = chapter_specs(b, seeds, methods, ablations, grid)
+        unique = list(dict.fromkeys(specs.values()))
+        n_runs += len(unique)
+        found = dict(zip(unique, run_specs(protocol, unique, train=train)))
+        results[b] = {}
+        for (what, seed), spec in specs.items():
+            results[b].setdefault(what, {})
+            if found[spec] is None:
+                seeds_missing = missing.setdefault((b, spec.method, spec.overrides), [])
+                if seed not in seeds_missing:
+                    seeds_missing.append(seed)
+            else:
+                results[b][what][seed] = found[spec]
+    return ChapterRuns(tuple(seeds), {p.benchmark: p for p in protocols}, results,
+                       {k: tuple(v) for k, v in missing.items()}, n_runs)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .experiments import results_root
+from .cache import results_root
 
 GENERATOR_FIELD = "release_masks"
 # The final metrics compared, per experiment kind: (result key, label, unit)
@@ -122,7 +122,7 @@ def _collect(files: list[dict], identity, metrics) -> dict[tuple, dict[str, list
 
 def generator_change(root: Path | None = None) -> list[MetricChange]:
     """Every final metric of every stochastic experiment stored under both generators (``root``:
-    the results folder, default :func:`lib.experiments.results_root`).
+    the results folder, default :func:`lib.cache.results_root`).
 
     Lifelong runs are paired by their whole description but the generator and the seed; the random
     search's trials (seed 0 each) form one experiment. Only experiments with runs of both generators

@@ -1,6 +1,7 @@
 """Metrics of the paper: cross-entropy, accuracy, soft confusion and mutual information (Box 1)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,3 +49,42 @@ def mutual_information(confusion: Tensor) -> Tensor:
     ratio = joint / (p_y * p_k)
     terms = torch.where(joint > 0, joint * torch.log2(torch.where(joint > 0, ratio, 1.0)), 0.0)
     return terms.sum((-2, -1))
+
+
+# ---------------------------------------------------------------------------------------- continual learning
+def _accuracy_matrix(accuracy) -> np.ndarray:
+    """``accuracy[i, j]``, the accuracy on task ``j`` after learning task ``i`` (T × T, T >= 2)."""
+    a = np.asarray(accuracy, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise ValueError(f"an accuracy matrix must be T x T with T >= 2 tasks (after each task, every task), "
+                         f"got shape {a.shape}")
+    return a
+
+
+def learning_accuracy(accuracy) -> float:
+    """Accuracy on each task right after it was learned, averaged over the tasks (Riemer et al. 2019):
+    :math:`\\mathrm{LA} = \\frac1T \\sum_{i=1}^T a_{i,i}`, where :math:`a_{i,j}` is the accuracy on task
+    :math:`j` after learning task :math:`i`. It measures plasticity."""
+    return float(np.diag(_accuracy_matrix(accuracy)).mean())
+
+
+def backward_transfer(accuracy) -> float:
+    """Backward transfer (BWT, Lopez-Paz & Ranzato 2017): how learning the later tasks changed the
+    accuracy on each earlier one, :math:`\\mathrm{BWT} = \\frac{1}{T-1} \\sum_{i=1}^{T-1} (a_{T,i} - a_{i,i})`.
+
+    Negative values are forgetting; :math:`-\\mathrm{BWT}` is the drop from learned to final accuracy.
+    """
+    a = _accuracy_matrix(accuracy)
+    return float((a[-1, :-1] - np.diag(a)[:-1]).mean())
+
+
+def forgetting(accuracy) -> float:
+    """Average forgetting after the last task (Chaudhry et al. 2018): for each earlier task, the drop
+    from its best accuracy at any earlier time to its final accuracy,
+
+    .. math:: F = \\frac{1}{T-1} \\sum_{j=1}^{T-1} \\Big(\\max_{l \\in \\{1, \\dots, T-1\\}} a_{l,j} - a_{T,j}\\Big).
+
+    Where no task gains from later ones, :math:`F = -\\mathrm{BWT}`; otherwise :math:`F \\ge -\\mathrm{BWT}`.
+    """
+    a = _accuracy_matrix(accuracy)
+    return float((a[:-1, :-1].max(0) - a[-1, :-1]).mean())

@@ -18,6 +18,12 @@ class Published:
     sem: float | None
     source: str
 
+    def text(self, digits: int = 2, sem_digits: int | None = None) -> str:
+        """``"mean ± sem"`` (just the mean when no error is given) with ``digits`` decimals (``sem_digits``
+        for the error, default the same), and a typographic minus sign."""
+        sem = "" if self.sem is None else f" ± {self.sem:.{digits if sem_digits is None else sem_digits}f}"
+        return f"{self.mean:.{digits}f}{sem}".replace("-", "−")
+
 
 _TABLE = "Appendix 1-table 1"
 # Average test accuracy (%) over all tasks after the last task, mean ± s.e.m. over 3 repetitions;
@@ -49,6 +55,12 @@ GHOST_DROP = {
     "perm_mnist": Published(-5.6, None, "Results (Fig. 5a): t = 6.72, p < 0.01"),
 }
 GHOST_T = {"split_mnist": 3.44, "perm_mnist": 6.72}
+GHOST_P_BELOW = {"split_mnist": 0.05, "perm_mnist": 0.01}
+
+
+def ghost_text(benchmark: str) -> str:
+    """The ghost control's published drop with its test, e.g. ``"−1.4 (t = 3.44, p < 0.05)"``."""
+    return f"{GHOST_DROP[benchmark].text(1)} (t = {GHOST_T[benchmark]:.2f}, p < {GHOST_P_BELOW[benchmark]:g})"
 
 # Appendix, continuous Permuted MNIST: mean accuracy over all tasks (error type and seeds not stated).
 CONTINUOUS_PERM_MNIST = Published(85.39, 0.6, "Methods, continuous permuted MNIST (0.8539 ± 0.006)")
@@ -72,3 +84,4 @@ PERCEPTRON_TASK1 = {"standard": (1.000, 0.927, 0.889, 0.850, 0.824),
 PERCEPTRON_FINAL = {"standard": Published(0.8862, 0.0046, _NOTEBOOK),
                     "presynaptic": Published(0.9174, 0.0046, _NOTEBOOK)}
 PERCEPTRON_T = Published(-4.54, None, _NOTEBOOK + " (p = 0.00025)")
+PERCEPTRON_P = 0.00025  # the p-value of that t-test

@@ -11,7 +11,7 @@ all entries i.i.d. uniform. Two perceptrons see the same tasks, one after the ot
 * the **presynaptic perceptron** transmits each pattern through its own release mask
   :math:`r_b \\sim \\mathrm{Bernoulli}(p)` and learns the expected strengths :math:`\\bar w` with the credit
   :math:`u = \\frac1B \\sum_b (y_b - \\hat y_b)\\, x_b \\odot r_b`, modulated as in eq. 5, while the release
-  probabilities follow eq. 4 with :math:`u` in place of the gradient (:func:`update_release_probability`).
+  probabilities follow eq. 4 with :math:`u` in place of the gradient (:func:`perceptron_release_update`).
 
 After every pass both are tested on all tasks. The authors' notebook (``run_lifelong-perceptron.ipynb``)
 fixes the numbers: N = 1000, 5 tasks of 100 patterns, 25 passes, B = 5, :math:`g_{lim} = 0.1`, :math:`p_{up} = p_{down} = 0.2`,
@@ -30,13 +30,13 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .experiments import load_cached, store
+from .cache import load_cached, store
 
 EXPERIMENT = "perceptron"
 PAPER_SEEDS = tuple(range(1000, 1010))
 MODELS = ("standard", "presynaptic")
 STREAMS = ("patterns", "training", "evaluation")
-Evaluate = Literal["pass", "task", "end"]
+EvaluationSchedule = Literal["pass", "task", "end"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class PerceptronConfig:
 
 
 @dataclass(frozen=True)
-class History:
+class PerceptronHistory:
     """Test accuracies of both models, seed by seed.
 
     ``standard`` and ``presynaptic`` are (seed, evaluation, task) arrays; ``frozen`` and ``mean_p``
@@ -125,7 +125,7 @@ def release_masks(rngs: Sequence[np.random.Generator], p: np.ndarray, shape: tup
     return u < p.reshape(len(rngs), *(1,) * len(shape), n)
 
 
-def update_release_probability(p: np.ndarray, u: np.ndarray, config: PerceptronConfig) -> np.ndarray:
+def perceptron_release_update(p: np.ndarray, u: np.ndarray, config: PerceptronConfig) -> np.ndarray:
     """Release probabilities after one mini-batch (eq. 4 in the form of the authors' notebook).
 
     .. math::
@@ -164,14 +164,14 @@ def presynaptic_step(
         u = \\frac1B \\sum_b (y_b - \\hat y_b)\\, x_b \\odot r_b, \\qquad
         \\bar w \\leftarrow \\bar w + (1 - p) \\odot u,
 
-    then :math:`p` follows :func:`update_release_probability`. Only synapses that transmitted receive
+    then :math:`p` follows :func:`perceptron_release_update`. Only synapses that transmitted receive
     credit, and the learning rate :math:`\\eta_0 (1 - p)` (eq. 5, :math:`\\eta_0 = 1`) uses :math:`p` before
     its update. ``r`` holds one mask per pattern, (seed, B, N).
     """
     h = np.einsum("sbn,sbn,sn->sb", r, x, wbar / p)
     u = np.einsum("sb,sbn->sn", y - sign_rule(h), x * r) / x.shape[1]
     wbar += (1 - p) * u
-    return update_release_probability(p, u, config)
+    return perceptron_release_update(p, u, config)
 
 
 def standard_accuracy(counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -196,7 +196,7 @@ def presynaptic_accuracy(
     return accuracy
 
 
-def simulate(config: PerceptronConfig, seeds: Sequence[int], *, evaluate: Evaluate = "pass") -> History:
+def simulate(config: PerceptronConfig, seeds: Sequence[int], *, evaluate: EvaluationSchedule = "pass") -> PerceptronHistory:
     """Train both perceptrons on the tasks of every seed, all seeds batched, and test them on all tasks.
 
     ``evaluate`` says when: after every ``"pass"``, after the last pass of every ``"task"``, or at the
@@ -232,17 +232,17 @@ def simulate(config: PerceptronConfig, seeds: Sequence[int], *, evaluate: Evalua
                 records["presynaptic"].append(presynaptic_accuracy(wbar, p, x, y, testing, config.eval_votes))
                 records["frozen"].append((p >= config.p_freeze).mean(-1))
                 records["mean_p"].append(p.mean(-1))
-    return History(**{name: np.stack(values, axis=1) for name, values in records.items()})
+    return PerceptronHistory(**{name: np.stack(values, axis=1) for name, values in records.items()})
 
 
-def run_config(config: PerceptronConfig, seeds: Sequence[int], evaluate: Evaluate = "pass") -> dict:
+def run_description(config: PerceptronConfig, seeds: Sequence[int], evaluate: EvaluationSchedule = "pass") -> dict:
     """The cache key's content: every hyperparameter, the seeds and the test schedule."""
     return {**asdict(config), "seeds": [int(s) for s in seeds], "evaluate": evaluate}
 
 
 def run_perceptron(
     config: PerceptronConfig = PerceptronConfig(), seeds: Sequence[int] = PAPER_SEEDS, *,
-    evaluate: Evaluate = "pass", cache: bool = True,
+    evaluate: EvaluationSchedule = "pass", cache: bool = True,
 ) -> dict:
     """The experiment's result, from ``results/perceptron`` when stored, otherwise simulated (and stored).
 
@@ -250,7 +250,7 @@ def run_perceptron(
     fraction of frozen synapses and the mean release probability (seed, evaluation), and the seconds
     the simulation took. ``cache=False`` simulates and stores nothing.
     """
-    key = run_config(config, seeds, evaluate)
+    key = run_description(config, seeds, evaluate)
     if cache and (stored := load_cached(EXPERIMENT, key)) is not None:
         return stored
     start = time.perf_counter()

@@ -24,16 +24,16 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import dask
-import numpy as np
 import torch
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from . import continual, data, experiments, search
+from . import cache, continual, data, energy, search
+from .energy_analysis import ANALYSED_WEIGHT_DECAY
 from .data import write_atomic
 
 # Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
@@ -46,7 +46,6 @@ ENERGY_RUN_COST = 1.2
 # the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
 MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
-ANALYSED_WEIGHT_DECAY = 0.01           # chapters 3 and 4 analyse the networks of this lambda
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class Scale:
     subset: int | None = None
     eval_samples: int = 10
     benchmarks: tuple[str, ...] = continual.LIFELONG_BENCHMARKS
-    weight_decays: tuple[float, ...] = experiments.PAPER_WEIGHT_DECAYS
+    weight_decays: tuple[float, ...] = energy.PAPER_WEIGHT_DECAYS
     search_benchmark: str = "split_mnist"
     search_trials: int = 24
 
@@ -79,21 +78,21 @@ def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual
 
 
 def _train_energy(models: tuple[str, ...], weight_decays: tuple[float, ...], seeds: tuple[int, ...],
-                  protocol: experiments.EnergyProtocol) -> None:
+                  protocol: energy.EnergyProtocol) -> None:
     """Chapter 2's runs of ``models``; the fixed model needs the presynaptic runs first (its matched p)."""
     presynaptic_runs = None
     for model in models:
-        fixed_p = experiments.matched_release(weight_decays, presynaptic_runs) if model == "fixed" else None
-        runs = experiments.energy_sweep(model, weight_decays, seeds, protocol, fixed_p, progress=False)
+        fixed_p = energy.matched_release(weight_decays, presynaptic_runs) if model == "fixed" else None
+        runs = energy.energy_sweep(model, weight_decays, seeds, protocol, fixed_p, progress=False)
         if model == "presynaptic":
             presynaptic_runs = runs
 
 
-def _train_robustness(seeds: tuple[int, ...], protocol: experiments.EnergyProtocol) -> None:
+def _train_robustness(seeds: tuple[int, ...], protocol: energy.EnergyProtocol) -> None:
     """Chapter 3's presynaptic networks started from other release probabilities."""
-    runs = [experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
-    default = {experiments.energy_run("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
-    experiments.run_energy([r for r in runs if r not in default], protocol, progress=False)
+    runs = [energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
+    default = {energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
+    energy.run_energy([r for r in runs if r not in default], protocol, progress=False)
 
 
 def _search(protocol: continual.LifelongProtocol, n_trials: int) -> None:
@@ -123,7 +122,7 @@ def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
 
 def energy_jobs(scale: Scale = Scale()) -> list[Job]:
     """Chapter 2's runs (presynaptic then fixed, deterministic) and chapter 3's robustness runs."""
-    protocol = experiments.EnergyProtocol(epochs=scale.energy_epochs, subset=scale.subset, eval_samples=scale.eval_samples)
+    protocol = energy.EnergyProtocol(epochs=scale.energy_epochs, subset=scale.subset, eval_samples=scale.eval_samples)
     n = len(scale.weight_decays) * len(scale.seeds)
     cost = ENERGY_RUN_COST * scale.energy_epochs / 50
     return [
@@ -176,7 +175,7 @@ class WorkerSettings:
     def of_this_process(cls, threads: int = 1) -> WorkerSettings:
         """The folders and compile switch this process would use itself (``$PRESYN_RESULTS``,
         ``$PRESYN_DATA``, ``$PRESYN_COMPILE`` or their defaults)."""
-        return cls(experiments.results_root().resolve(), data.data_root().resolve(),
+        return cls(cache.results_root().resolve(), data.data_root().resolve(),
                    os.environ.get(COMPILE_ENV_VAR, "1") != "0", threads)
 
 
@@ -193,7 +192,7 @@ class IgnoreInterrupts(WorkerPlugin):
 def _settings_applied(settings: WorkerSettings) -> Iterator[None]:
     """The library's environment variables and torch's thread count set from ``settings`` for one
     job (and restored after it); with several GPUs, worker ``k`` of a local cluster uses GPU ``k``."""
-    variables = {experiments.ENV_VAR: str(settings.results), data.ENV_VAR: str(settings.data),
+    variables = {cache.ENV_VAR: str(settings.results), data.ENV_VAR: str(settings.data),
                  COMPILE_ENV_VAR: "1" if settings.compile else "0"}
     before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
@@ -215,7 +214,7 @@ def run_on_worker(job: Job, settings: WorkerSettings) -> tuple[float, str]:
     with _settings_applied(settings):
         start = time.perf_counter()
         job.function(*job.args)
-        return time.perf_counter() - start, experiments.machine()
+        return time.perf_counter() - start, cache.machine()
 
 
 def default_workers() -> int:
@@ -329,7 +328,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     path = Path(settings.results) / "benchmarks" / "reproduce.json"
     earlier = json.loads(path.read_text()) if path.is_file() else None
     resumed = earlier is not None and not earlier["finished"]
-    record = {"machine": experiments.machine(), "workers": len(client.nthreads()), "threads": settings.threads,
+    record = {"machine": cache.machine(), "workers": len(client.nthreads()), "threads": settings.threads,
               "jobs": dict(earlier["jobs"]) if resumed else {},
               "retried": dict(earlier.get("retried", {})) if resumed else {},
               "finished": False, "calls": earlier["calls"] + 1 if resumed else 1}
@@ -434,110 +433,4 @@ def describe(jobs: Sequence[Job], workers: int) -> str:
     total = sum(job.cost for job in jobs) * MINUTES_PER_COST / 60
     lines.append(f"total: {len(jobs)} jobs, {total:.1f} worker-hours; about {predicted_hours(jobs, workers):.1f} h "
                  f"of wall time on {workers} worker(s), longest job first")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------ agreement of two results folders
-@dataclass(frozen=True)
-class Agreement:
-    """How the runs of one experiment stored in a second results folder compare with a reference folder.
-
-    A run is *identical* when every number of its result (all but the training ``seconds``) and every
-    array of its stored network state are equal bit for bit. ``largest_difference`` is the largest
-    absolute difference of one number among the runs that differ (0 when none does).
-    """
-
-    experiment: str
-    compared: int
-    identical: int
-    largest_difference: float
-    missing: int  # runs of the reference folder that the other one lacks
-
-
-def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """The leaves of a stored result as (path, value) pairs, its training times left out."""
-    if isinstance(value, dict):
-        for key in sorted(value):
-            if key != "seconds":
-                yield from _numbers(value[key], f"{path}/{key}")
-    elif isinstance(value, list):
-        for k, item in enumerate(value):
-            yield from _numbers(item, f"{path}/{k}")
-    else:
-        yield path, value
-
-
-def _result_difference(a: dict, b: dict) -> float | None:
-    """None when the results ``a`` and ``b`` are equal bit for bit, else the largest absolute difference
-    of a number (infinite when their structure or a non-numeric entry differs)."""
-    left, right = list(_numbers(a)), list(_numbers(b))
-    if [p for p, _ in left] != [p for p, _ in right]:
-        return float("inf")
-    differences = [(x, y) for (_, x), (_, y) in zip(left, right) if x != y]
-    if not differences:
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in differences for v in pair):
-        return float("inf")
-    return max(abs(x - y) for x, y in differences)
-
-
-def _state_difference(a: Path, b: Path) -> float | None:
-    """As :func:`_result_difference`, for two stored network states (``.npz``)."""
-    with np.load(a) as x, np.load(b) as y:  # each array read once (an NpzFile reads on every access)
-        left, right = dict(x.items()), dict(y.items())
-    if sorted(left) != sorted(right) or any(left[k].shape != right[k].shape for k in left):
-        return float("inf")
-    differing = [k for k in left if not np.array_equal(left[k], right[k])]
-    if not differing:
-        return None
-    return max(float(np.max(np.abs(left[k].astype(np.float64) - right[k]))) for k in differing)
-
-
-def compare_results(reference: Path, other: Path) -> list[Agreement]:
-    """Compare every run stored in ``other`` with the run of the same key in ``reference``, per experiment.
-
-    The key hashes a run's full configuration and library version, so equal names mean equal
-    configurations. Timing records (``benchmarks/``) are not runs and are skipped.
-    """
-    reference, other = Path(reference), Path(other)
-    for folder in (reference, other):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no results folder at {folder}")
-    agreements = []
-    for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != "benchmarks"):
-        compared = identical = missing = 0
-        largest = 0.0
-        for path in sorted(folder.glob("*.json")):
-            twin = other / folder.name / path.name
-            if not twin.is_file():
-                missing += 1
-                continue
-            differences = [_result_difference(json.loads(path.read_text())["result"], json.loads(twin.read_text())["result"])]
-            state, state_twin = path.with_suffix(".npz"), twin.with_suffix(".npz")
-            if state.is_file() and state_twin.is_file():
-                differences.append(_state_difference(state, state_twin))
-            differences = [d for d in differences if d is not None]
-            compared += 1
-            identical += not differences
-            largest = max([largest, *differences])
-        agreements.append(Agreement(folder.name, compared, identical, largest, missing))
-    return agreements
-
-
-def save_agreement(path: Path, agreements: Sequence[Agreement]) -> None:
-    """Write :func:`compare_results`'s table to ``path`` (JSON), e.g. before the compared runs replace the reference."""
-    write_atomic(Path(path), json.dumps([asdict(a) for a in agreements], indent=1).encode())
-
-
-def load_agreement(path: Path) -> list[Agreement]:
-    """The table written by :func:`save_agreement`."""
-    return [Agreement(**a) for a in json.loads(Path(path).read_text())]
-
-
-def describe_agreement(agreements: Sequence[Agreement]) -> str:
-    """A Markdown table of :func:`compare_results`."""
-    lines = ["| experiment | runs compared | identical bit for bit | largest difference | stored only in the reference |",
-             "|---|---|---|---|---|"]
-    for a in agreements:
-        lines.append(f"| {a.experiment} | {a.compared} | {a.identical} | {a.largest_difference:.3g} | {a.missing} |")
     return "\n".join(lines)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
+from scipy import stats
 
-from .continual import ABLATION_METHODS, LifelongProtocol, RunSpec, check_method, method_run, run_specs
+from .continual import ABLATION_METHODS, LifelongProtocol, RunSpec, check_method, method_config, run_specs
 from .tasks import Benchmark
 
 Setting = float | int | str
@@ -205,7 +206,7 @@ def random_search(
     if type(space) is not type(default_space(method)):
         raise ValueError(f"a {type(space).__name__} cannot be searched with method {method!r}")
     trials = draw_trials(n_trials, seed, space)
-    own = method_run(method, protocol.benchmark, run_seed)  # unknown names: the library's one-line error
+    own = method_config(method, protocol.benchmark, run_seed)  # unknown names: the library's one-line error
     jobs = []  # (protocol, spec) per row, the method's own settings last
     for trial in trials:
         settings = dict(trial)
@@ -255,3 +256,35 @@ def describe_trials(rows: list[dict]) -> str:
               for k, row in enumerate(rows)]
     widths = [max(len(line[c]) for line in table) for c in range(len(table[0]))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
+
+
+SETTING_TEX = {"p_up": r"$p_\mathrm{up}$", "p_down": r"$p_\mathrm{down}$", "p_freeze": r"$p_\mathrm{freeze}$", "lr": r"$\eta_0$"}
+
+
+def summary_markdown(rows: list[dict], learning_rates: tuple[float, ...] = SearchSpace().lr) -> str:
+    """A paragraph on :func:`random_search`'s rows of the presynaptic model (MyST Markdown): the best
+    trial, the rank of the method's own settings, each learning rate's trials, and, among the trials of
+    the better learning rate (if it has three or more), Spearman's rank correlation of the average
+    accuracy with each of :math:`p_{up}`, :math:`p_{down}` and :math:`p_{freeze}`."""
+    done = [t for t in rows if not np.isnan(t["average"])]
+    drawn = [t for t in done if not t["own"]]
+    if not drawn:
+        return "The search is not stored yet: `python -m lib reproduce` trains it (or set `train_missing: true`)."
+    best = drawn[0]
+    sentence = ("Best trial: " + ", ".join(f"{SETTING_TEX[k]} = {best[k]:.4g}" for k in ("p_up", "p_down", "p_freeze", "lr"))
+                + f": {100 * best['average']:.2f} %.")
+    for rank, t in enumerate(done, 1):
+        if t["own"]:
+            sentence += f" The authors' values reach {100 * t['average']:.2f} %, rank {rank} of {len(done)}."
+    by_lr = {lr: 100 * np.array([t["average"] for t in drawn if t["lr"] == lr]) for lr in learning_rates}
+    sentence += " Per learning rate: " + "; ".join(
+        f"{SETTING_TEX['lr']} = {lr:g}: {len(v)} trials, {v.mean():.2f} % on average (range {v.min():.2f}-{v.max():.2f})"
+        for lr, v in by_lr.items() if len(v)) + "."
+    better = max((lr for lr, v in by_lr.items() if len(v) > 2), key=lambda lr: by_lr[lr].mean(), default=None)
+    if better is not None:
+        within = [t for t in drawn if t["lr"] == better]
+        rhos = {k: stats.spearmanr([t[k] for t in within], [t["average"] for t in within]).statistic
+                for k in ("p_up", "p_down", "p_freeze")}
+        sentence += (f" Among the trials with {SETTING_TEX['lr']} = {better:g}, the rank correlation of accuracy with "
+                     + ", ".join(f"{SETTING_TEX[k]} is {rho:+.2f}" for k, rho in rhos.items()) + ".")
+    return sentence

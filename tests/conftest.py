@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from lib.experiments import ENV_VAR
+from lib.cache import ENV_VAR
 
 
 def pytest_configure(config):

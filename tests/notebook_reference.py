@@ -35,7 +35,7 @@ def code_cells(nb: nbformat.NotebookNode) -> list[str]:
 def record(chapter: Path) -> Path:
     import papermill
 
-    from lib.experiments import ENV_VAR
+    from lib.cache import ENV_VAR
 
     os.environ[ENV_VAR] = tempfile.mkdtemp(prefix="presyn-smoke-results-")  # smoke runs stay out of results/
     REFERENCE.mkdir(exist_ok=True)

@@ -4,12 +4,15 @@ import pytest
 import torch
 
 from lib.analysis import (
+    NetworkState,
     empirical_fisher,
     fraction_important,
+    histogram,
     importance_scores,
     lesion_accuracy,
     lesion_masks,
     neuron_importance,
+    true_fisher,
 )
 from lib.model import mlp_forward
 
@@ -19,11 +22,28 @@ def small_network(seed=0, sizes=(6, 5, 4, 3)):
     weights = [torch.randn(o, i, generator=g) for i, o in zip(sizes[:-1], sizes[1:])]
     biases = [torch.randn(o, generator=g) * 0.1 for o in sizes[1:]]
     probs = [0.25 + 0.75 * torch.rand(o, i, generator=g) for i, o in zip(sizes[:-1], sizes[1:])]
-    return weights, biases, probs
+    return NetworkState(weights, biases, probs)
+
+
+def test_a_network_state_must_fit_together():
+    state = small_network()
+    assert isinstance(state.weights, tuple) and len(state.probs) == 3
+    with pytest.raises(ValueError, match="as many"):
+        NetworkState(state.weights, state.biases[:2], state.probs)
+    with pytest.raises(ValueError, match="layer 1"):
+        NetworkState(state.weights, state.biases, (state.probs[0], state.probs[0], state.probs[2]))
+    with pytest.raises(ValueError, match="inputs"):
+        NetworkState(state.weights[:1] * 2, state.biases[:1] * 2, state.probs[:1] * 2)  # (5, 6) after (5, 6)
 
 
 def test_fraction_important():
     assert fraction_important([torch.tensor([[0.25, 0.95]]), torch.tensor([[0.9, 0.5]])]) == 0.5
+
+
+def test_histogram_gives_fractions_and_clips_into_the_end_bins():
+    bins = np.array([0.0, 0.5, 1.0])
+    assert histogram(torch.tensor([0.1, 0.6, 0.7, 2.0, -1.0]), bins) == [0.4, 0.6]
+    assert histogram(torch.tensor([]), bins) == [0.0, 0.0]
 
 
 def test_lesion_masks_remove_the_least_important_fraction_globally():
@@ -43,18 +63,19 @@ def test_lesions_by_p_hurt_less_than_random_when_p_marks_the_useful_synapses():
     w[0][:, 1:] = 0.01 * torch.randn(2, 19, generator=torch.Generator().manual_seed(0))
     p = [torch.full((2, 20), 0.25)]
     p[0][:, 0] = 1.0
-    b = [torch.zeros(2)]
+    state = NetworkState(w, [torch.zeros(2)], p)
     x = torch.zeros(200, 20)
     x[:, 0] = torch.where(torch.arange(200) % 2 == 0, 1.0, -1.0)
     y = (torch.arange(200) % 2).long()
-    by_p = lesion_accuracy(w, p, b, importance_scores("p", w, p), [0.0, 0.5, 0.9], x, y, n_samples=3)
+    by_p = lesion_accuracy(state, importance_scores("p", state), x, y, fractions=[0.0, 0.5, 0.9], n_samples=3)
     assert by_p.tolist() == [1.0, 1.0, 1.0]
-    random = lesion_accuracy(w, p, b, importance_scores("random", w, p, seed=1), [0.9], x, y, n_samples=1)
+    random = lesion_accuracy(state, importance_scores("random", state, seed=1), x, y, fractions=[0.9], n_samples=1)
     assert random.tolist() == [0.5]  # this random lesion of 90% removes the two informative synapses
-    by_size = lesion_accuracy(w, p, b, importance_scores("magnitude", w, p), [0.9], x, y, n_samples=1)
+    by_size = lesion_accuracy(state, importance_scores("magnitude", state), x, y, fractions=[0.9], n_samples=1)
     assert by_size.tolist() == [1.0]
+    assert len(lesion_accuracy(state, importance_scores("p", state), x, y, n_samples=1)) == 10  # Fig. 2b's fractions
     with pytest.raises(ValueError, match="valid orders"):
-        importance_scores("size", w, p)
+        importance_scores("size", state)
 
 
 def test_neuron_importance_finds_hub_neurons_and_input_output_correlation():
@@ -73,24 +94,43 @@ def test_neuron_importance_finds_hub_neurons_and_input_output_correlation():
         neuron_importance([probs_in, probs_out], 1)
 
 
-def test_fisher_equals_the_mean_squared_per_example_gradient():
-    weights, biases, _ = small_network()
+def squared_log_likelihood_gradients(state, x, labels):
+    # The mean over examples of the squared gradient of log q(label | x) w.r.t. the weights, one example at a time.
+    sums = [torch.zeros_like(w) for w in state.weights]
+    for n in range(len(x)):
+        ws = [w.clone().requires_grad_() for w in state.weights]
+        logits, _ = mlp_forward(x[n:n + 1], [w.unsqueeze(0) for w in ws], [b.unsqueeze(0) for b in state.biases])
+        grads = torch.autograd.grad(torch.log_softmax(logits[0, 0], -1)[labels[n]], ws)
+        for acc, gr in zip(sums, grads):
+            acc += gr.square() / len(x)
+    return sums
+
+
+def test_empirical_fisher_is_the_mean_squared_gradient_at_the_data_labels():
+    state = small_network()
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(7, 6, generator=g), torch.randint(0, 3, (7,), generator=g)
-    fisher = empirical_fisher(weights, biases, x, y, batch=3)
-    brute = [torch.zeros_like(w) for w in weights]
-    for n in range(7):
-        ws = [w.clone().requires_grad_() for w in weights]
-        logits, _ = mlp_forward(x[n:n + 1], [w.unsqueeze(0) for w in ws], [b.unsqueeze(0) for b in biases])
-        grads = torch.autograd.grad(torch.log_softmax(logits[0, 0], -1)[y[n]], ws)
-        for acc, gr in zip(brute, grads):
-            acc += gr.square() / 7
-    for mine, ref in zip(fisher, brute):
+    for mine, ref in zip(empirical_fisher(state, x, y, batch=3), squared_log_likelihood_gradients(state, x, y)):
         assert torch.allclose(mine, ref, atol=1e-5)
-    model = empirical_fisher(weights, biases, x, y, labels="model")
-    assert all(m.shape == w.shape and torch.all(m >= 0) for m, w in zip(model, weights))
-    with pytest.raises(ValueError, match="labels"):
-        empirical_fisher(weights, biases, x, y, labels="sampled")
+
+
+def test_true_fisher_averages_over_labels_drawn_from_the_network():
+    small = small_network()
+    state = NetworkState([0.3 * w for w in small.weights], small.biases, small.probs)  # outputs far from one-hot
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    logits, _ = mlp_forward(x, [w.unsqueeze(0) for w in state.weights], [b.unsqueeze(0) for b in state.biases])
+    q = torch.softmax(logits[0], -1)  # (examples, classes)
+    # the expectation over y ~ q(.|x): per class, the squared gradients weighted by q
+    expected = [torch.zeros_like(w) for w in state.weights]
+    for n in range(len(x)):
+        for c in range(3):
+            for acc, g2 in zip(expected, squared_log_likelihood_gradients(state, x[n:n + 1], [c])):
+                acc += q[n, c] * g2 / len(x)
+    repeated = x.repeat(2000, 1)  # every example 2,000 times: one label drawn for each copy
+    sampled = true_fisher(state, repeated, seed=0)
+    for mine, ref in zip(sampled, expected):
+        assert torch.allclose(mine, ref, rtol=0.1, atol=0.02 * float(ref.max()))
+    assert all(torch.equal(a, b) for a, b in zip(sampled, true_fisher(state, repeated, seed=0)))
 
 
 def test_threshold_crossing_probability_closed_form_and_simulation():

@@ -39,3 +39,30 @@ def test_show_source_displays_the_code_as_markdown(monkeypatch):
     monkeypatch.setattr(display, "display", shown.append)
     book.show_source(book.figsize)
     assert shown[0].data.startswith("```python\ndef figsize(")
+
+
+def test_seeds_text_notes_missing_seeds_and_nothing_stored():
+    assert book.seeds_text([80.0, 82.0, 84.0], 3) == "82.00 ± 1.15"
+    assert book.seeds_text([80.0, 82.0], 3, digits=1) == "81.0 ± 1.0 (2 of 3 seeds)"
+    assert book.seeds_text([], 3) == "—"
+
+
+def test_numbers_in_the_text_use_the_minus_sign():
+    assert book.number(-1.234) == "−1.23" and book.number(2.5, 1) == "2.5"
+    assert book.signed(1.25, 1) == "+1.2" and book.signed(-0.5) == "−0.50"
+
+
+def test_ttest_needs_two_seeds_a_side_and_stars_grade_the_p_value():
+    assert book.ttest([1.0], [2.0, 3.0]) is None and book.stars(None) == ""
+    far = book.ttest([1.0, 1.1, 0.9], [5.0, 5.1, 4.9])
+    assert far.pvalue < 0.01 and book.stars(far) == "**"
+    assert book.stars(book.ttest([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])) == "n.s."
+
+
+def test_panel_grid_puts_at_most_two_panels_in_a_row():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig, axes = book.panel_grid(3, width=5.0)
+    assert len(axes) == 3 and len(fig.axes) == 3  # the fourth place of the 2 x 2 grid is removed
+    assert fig.get_size_inches()[0] == book.FIGURE_WIDTH

@@ -1,7 +1,7 @@
 """The claims table of the introduction (lib/claims.py) and the published numbers (lib/paper.py)."""
 import pytest
 
-from lib import claims, experiments, paper
+from lib import cache, claims, paper
 
 
 def test_within_errors_uses_twice_the_combined_standard_error():
@@ -28,7 +28,7 @@ def test_without_stored_runs_every_claim_says_so_and_nothing_is_trained():
 
 
 def test_the_stored_runs_reproduce_the_headline_claims(monkeypatch):
-    monkeypatch.setenv(experiments.ENV_VAR, str(experiments.STORED_RESULTS))
+    monkeypatch.setenv(cache.ENV_VAR, str(cache.STORED_RESULTS))
     rows = {r.claim: r for r in claims.claims()}
     if any(r.verdict == "not stored" for r in rows.values()):
         pytest.skip("not every stored run is in results/")
@@ -36,3 +36,11 @@ def test_the_stored_runs_reproduce_the_headline_claims(monkeypatch):
     assert rows["Appendix 1-table 1, Split MNIST: presynaptic (%)"].verdict == "agrees within the errors"
     assert rows["Appendix 1-table 1, Permuted MNIST: presynaptic (%)"].verdict == "agrees within the errors"
     assert all("{ref}" in line or "{doc}" in line for line in claims.markdown_table(list(rows.values())).splitlines()[2:])
+
+
+def test_published_values_as_text():
+    assert paper.APPENDIX_TABLE_1["split_mnist"]["ewc"].text(2) == "70.41 ± 4.20"
+    assert paper.CONTINUOUS_PERM_MNIST.text(2, 1) == "85.39 ± 0.6"
+    assert paper.GHOST_DROP["perm_mnist"].text(1) == "−5.6"
+    assert paper.ghost_text("split_mnist") == "−1.4 (t = 3.44, p < 0.05)"
+    assert paper.ghost_text("perm_mnist") == "−5.6 (t = 6.72, p < 0.01)"

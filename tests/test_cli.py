@@ -85,3 +85,13 @@ def test_the_dry_run_gives_each_jobs_minutes_and_the_predicted_total(capsys):
     assert lines[-1].startswith("total: 67 jobs,") and "on 2 worker(s)" in lines[-1]
     assert "cluster has its own" in one_line_error(capsys, ["reproduce", "--scheduler", "tcp://localhost:8786",
                                                             "--workers", "2"])
+
+
+def test_the_command_of_missing_runs_is_built_from_the_commands_own_options():
+    command = cli_experiments.lifelong_command("perm_mnist", "ewc", [2], overrides=(("ewc_lambda", 30.0),), json="o.json")
+    assert command == ".venv/bin/python -m lib lifelong --benchmark perm_mnist --method ewc --seeds 2 --ewc-lambda 30 --json o.json"
+    args = cli_experiments.lifelong_parser().parse_args(command.split()[4:])
+    assert (args.benchmark, args.seeds, args.ewc_lambda, args.epochs, args.batch_size) == ("perm_mnist", [2], 30.0, 10, 100)
+    assert "--batch-size 128" in cli_experiments.lifelong_command("perm_mnist", "bgd", [0], batch_size=128)
+    with pytest.raises(ValueError, match="no option for 'p_up'"):  # a setting the command cannot take
+        cli_experiments.lifelong_command("perm_mnist", "presynaptic", [0], overrides=(("p_up", 0.05),))

@@ -10,8 +10,8 @@ import torch
 from lib import continual
 from lib.bgd import BGDConfig
 from lib.cli_experiments import lifelong_main
-from lib.continual import LifelongProtocol, RunSpec, chapter_specs, method_run, run_config, run_specs, summarise
-from lib.experiments import ENV_VAR, STORED_RESULTS, config_key
+from lib.continual import LifelongProtocol, RunSpec, chapter_specs, method_config, run_description, run_specs, summarise
+from lib.cache import ENV_VAR, STORED_RESULTS, config_key
 from lib.model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from lib.tasks import Benchmark, ContinuousStream, Task
 from lib.train import fit
@@ -39,23 +39,23 @@ PROTOCOL = LifelongProtocol("split_mnist", epochs=3, batch_size=20, eval_samples
 
 
 def test_every_method_has_the_settings_of_the_spec():
-    pre = method_run("presynaptic", "perm_mnist", 3)
+    pre = method_config("presynaptic", "perm_mnist", 3)
     assert (pre.seed, pre.lr, pre.p_up, pre.p_down, pre.p_freeze, pre.lr_modulation) == (3, 0.01, 0.0520, 0.0516, 0.9353, True)
-    assert method_run("presynaptic", "split_fmnist", 0).lr == 0.001
-    none = method_run("no_consolidation", "split_mnist", 0)
+    assert method_config("presynaptic", "split_fmnist", 0).lr == 0.001
+    none = method_config("no_consolidation", "split_mnist", 0)
     assert none.stochastic and not none.lr_modulation and none.p_freeze == math.inf
-    assert method_run("sgd", "split_mnist", 0).optimizer == "adam" and method_run("sgd", "split_mnist", 0).lr == 1e-6
-    assert method_run("sgd", "perm_mnist", 0).optimizer == "sgd" and not method_run("sgd", "perm_mnist", 0).stochastic
-    assert method_run("ewc", "perm_mnist", 0).ewc_lambda > 0
-    assert (method_run("joint", "perm_fmnist", 0).optimizer, method_run("joint", "perm_fmnist", 0).lr) == ("adam", 1e-3)
-    ghost = method_run("ghost", "perm_mnist", 0)
+    assert method_config("sgd", "split_mnist", 0).optimizer == "adam" and method_config("sgd", "split_mnist", 0).lr == 1e-6
+    assert method_config("sgd", "perm_mnist", 0).optimizer == "sgd" and not method_config("sgd", "perm_mnist", 0).stochastic
+    assert method_config("ewc", "perm_mnist", 0).ewc_lambda > 0
+    assert (method_config("joint", "perm_fmnist", 0).optimizer, method_config("joint", "perm_fmnist", 0).lr) == ("adam", 1e-3)
+    ghost = method_config("ghost", "perm_mnist", 0)
     assert (ghost.release_p, ghost.p_init, ghost.p_down, ghost.p_up) == (0.5, 0.5, 0.05188978, 0.0571483)
-    assert method_run("no_freeze", "split_mnist", 0).p_freeze == math.inf
-    assert not method_run("no_lr_modulation", "split_mnist", 0).lr_modulation
-    assert isinstance(method_run("bgd", "split_mnist", 1), BGDConfig) and method_run("bgd", "split_mnist", 1).seed == 1
+    assert method_config("no_freeze", "split_mnist", 0).p_freeze == math.inf
+    assert not method_config("no_lr_modulation", "split_mnist", 0).lr_modulation
+    assert isinstance(method_config("bgd", "split_mnist", 1), BGDConfig) and method_config("bgd", "split_mnist", 1).seed == 1
 
 
-@pytest.mark.parametrize("call", [lambda: method_run("adam", "split_mnist", 0), lambda: method_run("sgd", "mnist", 0),
+@pytest.mark.parametrize("call", [lambda: method_config("adam", "split_mnist", 0), lambda: method_config("sgd", "mnist", 0),
                                   lambda: LifelongProtocol("split_cifar"), lambda: LifelongProtocol("split_mnist", epochs=-1)])
 def test_unknown_names_and_bad_values_are_refused(call):
     with pytest.raises(ValueError, match="valid|positive"):
@@ -191,7 +191,7 @@ def test_stored_runs_keep_their_keys_and_every_run_of_chapter_5_is_found(monkeyp
         else:
             rebuilt = SynapseConfig(**run)
         protocol = LifelongProtocol(**{**config["protocol"], "hidden": tuple(config["protocol"]["hidden"])})
-        assert rebuilt.describe() == run and config_key(run_config(protocol, config["method"], rebuilt)) == path.stem
+        assert rebuilt.describe() == run and config_key(run_description(protocol, config["method"], rebuilt)) == path.stem
     monkeypatch.setenv(ENV_VAR, str(STORED_RESULTS))
     for benchmark in continual.LIFELONG_BENCHMARKS:  # the methods' own settings are those stored
         specs = list(dict.fromkeys(chapter_specs(benchmark, (0, 1, 2)).values()))
@@ -218,11 +218,11 @@ def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
     base = LifelongProtocol("perm_mnist")
     assert base.describe() == {k: v for k, v in asdict(base).items()
                                if k not in ("eval_batch", "drop_last", "permute_first_task")}
-    run = method_run("bgd", "perm_mnist", 0)
+    run = method_config("bgd", "perm_mnist", 0)
     reference = LifelongProtocol("perm_mnist", eval_batch=128, drop_last=False, permute_first_task=False)
     assert reference.describe() == {**base.describe(), "eval_batch": 128, "drop_last": False,
                                          "permute_first_task": False}
-    assert config_key(run_config(reference, "bgd", run)) != config_key(run_config(base, "bgd", run))
+    assert config_key(run_description(reference, "bgd", run)) != config_key(run_description(base, "bgd", run))
     with pytest.raises(ValueError, match="permuted benchmark"):
         LifelongProtocol("split_mnist", permute_first_task=False)
     with pytest.raises(ValueError, match="eval_batch"):
@@ -234,9 +234,73 @@ def test_bgd_runs_report_the_accuracy_their_inference_names(rules):
                                 drop_last=False)  # 400 examples per task: the last batch has 40
     specs = [RunSpec("bgd", 0), RunSpec("bgd", 0, (("mc_inference", "average_accuracy"),))]
     by_softmax, by_pass = run_specs(protocol, specs, cache=False, benchmark=rules)
-    net = continual.BayesianMLP(SIZES, [method_run(s.method, "split_mnist", s.seed, **dict(s.overrides)) for s in specs])
+    net = continual.BayesianMLP(SIZES, [method_config(s.method, "split_mnist", s.seed, **dict(s.overrides)) for s in specs])
     hist = fit(net, rules, epochs=1, batch_size=60, eval_every="task", eval_samples=3, eval_batch=40, drop_last=False,
                step=net.train_step, progress=False)
     assert by_softmax["train_loss"] == by_pass["train_loss"] == hist.train_loss[0].tolist()
     assert by_softmax["accuracy"] == hist.accuracy[0].tolist()
     assert by_pass["accuracy"] == hist.single_pass_accuracy[1].tolist()
+
+
+def test_chapter_runs_keep_the_stored_runs_and_list_the_missing_ones_with_their_command(tmp_path, monkeypatch):
+    from lib import cache
+    from lib.cli_experiments import lifelong_parser
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    protocol = LifelongProtocol("split_mnist", epochs=1, subset=500)
+    for method, seed, average in (("presynaptic", 0, 0.8), ("presynaptic", 1, 0.9), ("ewc", 0, 0.7)):
+        run = method_config(method, "split_mnist", seed)
+        cache.store("lifelong", run_description(protocol, method, run), {"average": average, "accuracy": [[average]]})
+    stored = continual.chapter_runs([protocol], (0, 1), ("presynaptic", "ewc"), (), {"split": (10.0, 1000.0)})
+    assert stored.n_runs == 6 and stored.n_missing == 3  # the grid's lambda = 1000 is the "ewc" run itself
+    assert stored.missing == {("split_mnist", "ewc", ()): (1,), ("split_mnist", "ewc", (("ewc_lambda", 10.0),)): (0, 1)}
+    np.testing.assert_allclose(stored.averages("split_mnist", "presynaptic"), [80.0, 90.0])
+    assert stored.runs("split_mnist", ("ewc", 1000.0)) == stored.runs("split_mnist", "ewc") == [{"average": 0.7, "accuracy": [[0.7]]}]
+    assert stored.runs("split_mnist", ("ewc", 10.0)) == [] and stored.averages("perm_mnist", "ewc").size == 0
+    status = stored.status_markdown()
+    assert "**3 of the 6 runs of this chapter are not computed yet**" in status
+    assert "* Split MNIST: ewc (seed 1); ewc with ewc_lambda = 10 (seeds 0, 1)" in status
+    commands = [line for line in status.splitlines() if line.startswith(".venv/bin/python -m lib lifelong ")]
+    assert commands[1] == (".venv/bin/python -m lib lifelong --benchmark split_mnist --method ewc --seeds 0 1 --epochs 1 "
+                           "--subset 500 --ewc-lambda 10 --json split_mnist_ewc.json")
+    args = lifelong_parser().parse_args(commands[1].split()[4:])  # the command's own parser accepts it
+    assert (args.benchmark, args.method, args.seeds, args.epochs, args.subset, args.ewc_lambda) == \
+        ("split_mnist", "ewc", [0, 1], 1, 500, 10.0)
+    complete = continual.chapter_runs([protocol], (0, 1), ("presynaptic",), ())
+    assert not complete.missing and complete.status_markdown().startswith("All 2 runs of this chapter are stored")
+
+
+def test_the_methods_table_gives_each_benchmarks_settings():
+    table = continual.methods_markdown(["split_mnist", "perm_mnist_cont"])
+    assert table.count("\n") == 7
+    assert f"$\\sigma_0$ = {continual.bgd_settings('perm_mnist').std_init:g}" in table
+    assert continual.bgd_settings("perm_mnist_cont") == continual.bgd_settings("perm_mnist")
+    assert "Adam 1e-6 (Split MNIST)" in table and "SGD 1e-3 (continuous Permuted MNIST)" in table
+    with pytest.raises(ValueError, match="valid benchmarks"):
+        continual.bgd_settings("mnist")
+
+
+def test_the_chapters_measures_and_differences_from_the_paper(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))  # no run of batch 128 stored
+
+    def run(first, final):  # two tasks: accuracy on task 1 right after it, then on both after task 2
+        return {"accuracy": [[first, 0.5], [final, 0.9]], "average": (final + 0.9) / 2}
+
+    results = {"split_mnist": {"presynaptic": {0: run(0.9, 0.8), 1: run(0.9, 0.7)}, "sgd": {0: run(1.0, 0.5), 1: run(1.0, 0.6)},
+                               "no_consolidation": {0: run(1.0, 0.4)}, "bgd": {0: run(0.8, 0.8)}, "ewc": {},
+                               "full": {0: run(0.9, 0.8), 1: run(0.9, 0.7)}, "ghost": {0: run(0.9, 0.6), 1: run(0.9, 0.5)}}}
+    stored = continual.ChapterRuns((0, 1), {"split_mnist": LifelongProtocol("split_mnist")}, results,
+                                   {("split_mnist", "ewc", ()): (0, 1)}, 14)
+    learned, transfer, forgotten = stored.measures("split_mnist", "sgd")
+    assert (learned, transfer, forgotten) == pytest.approx(((100 + 90) / 2, -45.0, 45.0))
+    assert stored.measures("split_mnist", "ewc") is None and stored.measures("perm_mnist", "sgd") is None
+    facts = stored.differences_markdown().splitlines()
+    assert facts[0] == "* **Split MNIST, presynaptic:** 82.50 ± 2.50 % here against 82.90 ± 0.01 % in the paper (−0.40 points)."
+    assert facts[1] == "* **Split MNIST, ranking of presynaptic, BGD and EWC:** BGD > presynaptic here, presynaptic > BGD in the paper."
+    assert facts[2].startswith("* **Split MNIST, standard (deterministic):** 72.50 % against the paper's \"No consolidation\" "
+                               "77.68 %; accuracy on each task right after learning it 95.0 %, backward transfer −45.0 points")
+    assert "nearer to our standard (deterministic) model (5.18 points away)" in facts[4]
+    assert facts[5].startswith("* **Split MNIST, BGD:** 85.00 % against 80.44 % in the paper")
+    assert facts[6].startswith("* **Split MNIST, ghost control:** −10.00 points against the full model (t = ")
+    assert facts[6].endswith("; paper −1.4 (t = 3.44, p < 0.05).")
+    assert facts[7] == "* 2 runs are not computed yet (see the note at the top), so the comparison is incomplete."

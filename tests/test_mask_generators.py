@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lib.experiments import STORED_RESULTS, config_key
+from lib.cache import STORED_RESULTS, config_key
 from lib.mask_generators import MetricChange, generator_change
 
 

@@ -1,10 +1,18 @@
-"""Mutual information (Box 1), soft confusion and cross-entropy on known cases."""
+"""Mutual information (Box 1), soft confusion, cross-entropy and the continual-learning measures on known cases."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from lib.metrics import cross_entropy, mutual_information, soft_confusion
+from lib.metrics import (
+    backward_transfer,
+    cross_entropy,
+    forgetting,
+    learning_accuracy,
+    mutual_information,
+    soft_confusion,
+)
 
 
 @pytest.mark.parametrize("k", [2, 10])
@@ -49,3 +57,32 @@ def test_cross_entropy_value_and_gradient_match_autograd():
     ref.sum().backward()
     assert torch.allclose(loss, ref.detach(), atol=1e-6)
     assert torch.allclose(grad, logits.grad, atol=1e-6)
+
+
+# after task i (rows), accuracy on task j (columns): task 0 is forgotten, then partly recovered; task 1 gains
+CONTINUAL = np.array([[90.0, 10.0, 12.0],
+                      [60.0, 80.0, 15.0],
+                      [70.0, 85.0, 95.0]])
+
+
+def test_learning_accuracy_is_the_mean_of_the_diagonal():
+    assert learning_accuracy(CONTINUAL) == pytest.approx((90 + 80 + 95) / 3)
+
+
+def test_backward_transfer_is_the_mean_change_from_learned_to_final():
+    assert backward_transfer(CONTINUAL) == pytest.approx(((70 - 90) + (85 - 80)) / 2)
+    assert backward_transfer(np.eye(4)) == pytest.approx(-1.0)  # every earlier task fully forgotten
+
+
+def test_forgetting_is_the_mean_drop_from_the_best_earlier_accuracy():
+    assert forgetting(CONTINUAL) == pytest.approx(((90 - 70) + (80 - 85)) / 2)
+    no_gains = np.array([[90.0, 0.0], [50.0, 80.0]])
+    assert forgetting(no_gains) == pytest.approx(-backward_transfer(no_gains)) == pytest.approx(40.0)
+    assert forgetting(CONTINUAL) >= -backward_transfer(CONTINUAL)
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 3)), np.ones((1, 1)), np.ones(3)])
+def test_forgetting_measures_need_a_square_matrix_of_two_tasks_or_more(bad):
+    for measure in (learning_accuracy, backward_transfer, forgetting):
+        with pytest.raises(ValueError, match="T x T"):
+            measure(bad)

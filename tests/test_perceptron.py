@@ -41,16 +41,16 @@ def test_release_probability_goes_up_down_and_is_clamped():
     p = np.array([0.5, 0.5, 0.5, 0.5, 0.26, 0.88])
     u = np.array([0.4, -0.4, 0.1, 0.0, 0.0, 0.4])  # |u| = g_lim exactly is not above it
     expected = [0.5 + 0.2 * 0.5, 0.5 + 0.2 * 0.5, 0.5 - 0.2 * 0.5, 0.5 - 0.2 * 0.5, 0.25, 0.9]
-    np.testing.assert_allclose(pc.update_release_probability(p, u, config), expected)
+    np.testing.assert_allclose(pc.perceptron_release_update(p, u, config), expected)
 
 
 def test_freezing_is_permanent():
     config = PerceptronConfig()
     p = np.array([0.88, 0.5])
-    p = pc.update_release_probability(p, np.array([0.4, 0.4]), config)
+    p = pc.perceptron_release_update(p, np.array([0.4, 0.4]), config)
     assert p[0] == config.p_freeze
     for u in (0.0, 0.0, 0.4, 0.0, 0.0):
-        p = pc.update_release_probability(p, np.full(2, u), config)
+        p = pc.perceptron_release_update(p, np.full(2, u), config)
     assert p[0] == config.p_freeze and p[1] < 0.5
 
 

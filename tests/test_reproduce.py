@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
 
-from lib import continual, experiments, reproduce
+from lib import cache, continual, energy_analysis, reproduce
 from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
 from lib.data import data_root
 
@@ -32,7 +31,7 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     energy, sparsity, fisher, lifelong = (parameters(c) for c in ("02_energy", "03_sparsity", "04_fisher", "05_continual"))
     assert tuple(energy["weight_decays"]) == scale.weight_decays and tuple(energy["seeds"]) == scale.seeds
     assert energy["epochs"] == sparsity["epochs"] == fisher["epochs"] == scale.energy_epochs
-    assert sparsity["weight_decay"] == fisher["weight_decay"] == reproduce.ANALYSED_WEIGHT_DECAY
+    assert sparsity["weight_decay"] == fisher["weight_decay"] == energy_analysis.ANALYSED_WEIGHT_DECAY
     assert tuple(sparsity["initial_ps"]) == reproduce.ROBUSTNESS_P_INIT
     assert set(lifelong["benchmarks"]) == set(scale.benchmarks)
     assert tuple(lifelong["methods"]) == continual.MAIN_METHODS and tuple(lifelong["ablations"]) == continual.ABLATION_METHODS
@@ -156,7 +155,7 @@ def test_tiny_lifelong_jobs_store_every_run_in_the_callers_folder_and_resume(tmp
     jobs = [job for job in reproduce.lifelong_jobs(scale) if job.name.split()[1] in ("presynaptic", "sgd", "bgd")]
     assert len(jobs) == 3
     reproduce.reproduce(jobs, dask_workers, settings(tmp_path))  # the workers' own $PRESYN_RESULTS is elsewhere
-    monkeypatch.setenv(experiments.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
     protocol = LifelongProtocol("split_mnist", epochs=1, subset=200, eval_samples=1)
     specs = [spec for job in jobs for spec in job.args[1]]
     assert all(r is not None for r in run_specs(protocol, specs, train=False))
@@ -204,51 +203,3 @@ def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, dask_workers
     assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
     time.sleep(1.0)
     assert not list(tmp_path.glob("*.log"))
-
-
-def _store(root: Path, experiment: str, key: str, result: dict, state: dict | None = None) -> None:
-    (root / experiment).mkdir(parents=True, exist_ok=True)
-    (root / experiment / f"{key}.json").write_text(json.dumps({"config": {}, "result": result}))
-    if state is not None:
-        np.savez(root / experiment / f"{key}.npz", **state)
-
-
-def test_compare_results_counts_identical_runs_and_the_largest_difference(tmp_path):
-    reference, other = tmp_path / "stored", tmp_path / "again"
-    run = {"accuracy": [[0.9, 0.5], [0.8, 0.95]], "average": 0.875, "seconds": 12.0}
-    for root, seconds in ((reference, 12.0), (other, 99.0)):  # training times may differ
-        _store(root, "lifelong", "a", {**run, "seconds": seconds})
-        _store(root, "energy", "e", {"energy": 1.0}, {"w0": np.arange(4.0)})
-    _store(reference, "lifelong", "b", run)
-    _store(other, "lifelong", "b", {**run, "accuracy": [[0.9, 0.5], [0.8, 0.96]]})
-    _store(reference, "lifelong", "c", run)  # not in the second folder
-    _store(reference, "energy", "f", {"energy": 1.0}, {"w0": np.arange(4.0)})
-    _store(other, "energy", "f", {"energy": 1.0}, {"w0": np.arange(4.0) + 0.5})  # same result, other weights
-    (reference / "benchmarks").mkdir()
-    energy, lifelong = reproduce.compare_results(reference, other)
-    assert energy == reproduce.Agreement("energy", compared=2, identical=1, largest_difference=0.5, missing=0)
-    assert (lifelong.compared, lifelong.identical, lifelong.missing) == (2, 1, 1)
-    assert lifelong.largest_difference == pytest.approx(0.01)
-    _store(other, "lifelong", "c", {**run, "accuracy": [[0.9, 0.5]]})  # another structure: no number to compare
-    assert reproduce.compare_results(reference, other)[1].largest_difference == float("inf")
-    table = reproduce.describe_agreement(reproduce.compare_results(reference, reference))
-    assert "| lifelong | 3 | 3 | 0 | 0 |" in table
-    with pytest.raises(FileNotFoundError):
-        reproduce.compare_results(tmp_path / "nowhere", other)
-    with pytest.raises(FileNotFoundError):
-        reproduce.compare_results(reference, tmp_path / "nowhere")
-
-
-def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_path, capsys):
-    from lib.__main__ import main
-
-    _store(tmp_path / "stored", "lifelong", "a", {"average": 0.5})
-    _store(tmp_path / "again", "lifelong", "a", {"average": 0.5})
-    assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "stored")]) == 0
-    assert "| lifelong | 1 | 1 | 0 | 0 |" in capsys.readouterr().out
-    saved = tmp_path / "agreement.json"
-    assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "stored"), "--save", str(saved)]) == 0
-    assert reproduce.load_agreement(saved) == [reproduce.Agreement("lifelong", 1, 1, 0.0, 0)]
-    assert main(["compare", str(tmp_path / "nowhere"), "--reference", str(tmp_path / "stored")]) == 1
-    assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "nowhere")]) == 1
-    assert "no results folder" in capsys.readouterr().err

@@ -7,31 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from lib import perceptron
-from lib.experiments import config_key
+from lib.cache import config_key
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "results"
 
 
-def stored_files() -> list[Path]:
-    return sorted(p for p in STORED.glob("*/*.json") if p.parent.name != "benchmarks")
-
-
-@pytest.mark.skipif(not stored_files(), reason="no stored results")
-def test_every_stored_result_is_named_by_its_configuration():
-    for path in stored_files():
-        payload = json.loads(path.read_text())
-        assert set(payload) >= {"config", "version", "result"}, path
-        assert config_key(payload["config"]) == path.stem, f"{path} does not hold the configuration it is named for"
-
-
 def test_a_stored_paper_scale_run_is_recomputed_exactly():
     # The perceptron of Fig. 5 with the paper's sizes and 10 seeds, tested after every task: seconds to compute.
     config, seeds = perceptron.PerceptronConfig(), perceptron.PAPER_SEEDS
-    key = perceptron.run_config(config, seeds, "task")
+    key = perceptron.run_description(config, seeds, "task")
     path = STORED / perceptron.EXPERIMENT / f"{config_key(key)}.json"
     assert path.is_file(), f"{path.relative_to(ROOT)} is not in the repository"
     stored = json.loads(path.read_text())["result"]

@@ -9,7 +9,7 @@ import pytest
 from lib import continual
 from lib.cli_experiments import search_main
 from lib.continual import LifelongProtocol, RunSpec, run_specs
-from lib.experiments import ENV_VAR, STORED_RESULTS
+from lib.cache import ENV_VAR, STORED_RESULTS
 from lib.search import (BGDSpace, EWCSpace, SearchSpace, default_space, describe_trials, draw_trials,
                         random_search)
 from tests.test_continual import PROTOCOL, rules  # noqa: F401  (the synthetic benchmark fixture)
@@ -181,3 +181,18 @@ def test_the_search_command_prints_the_trials_best_first_and_resumes(rules, tmp_
     assert search_main(argv) == 0
     again = capsys.readouterr()
     assert "3 stored, 0 to train" in again.err and again.out == captured.out
+
+
+def test_the_summary_names_the_best_trial_the_authors_rank_and_each_learning_rate():
+    from lib.search import summary_markdown
+
+    rows = [dict(p_up=0.05 + 0.01 * k, p_down=0.04 - 0.005 * k, p_freeze=0.92 + 0.005 * k, lr=0.01, average=0.9 - 0.01 * k, own=False)
+            for k in range(4)]
+    rows.insert(2, dict(p_up=0.052, p_down=0.0516, p_freeze=0.9353, lr=0.01, average=0.885, own=True))
+    rows.append(dict(p_up=0.03, p_down=0.03, p_freeze=0.95, lr=0.001, average=0.5, own=False))
+    text = summary_markdown(rows)
+    assert text.startswith("Best trial: $p_\\mathrm{up}$ = 0.05,") and ": 90.00 %." in text
+    assert "The authors' values reach 88.50 %, rank 3 of 6." in text
+    assert "$\\eta_0$ = 0.01: 4 trials, 88.50 % on average (range 87.00-90.00)" in text
+    assert "$p_\\mathrm{up}$ is -1.00" in text  # accuracy falls as p_up grows
+    assert summary_markdown([dict(rows[0], average=float("nan"))]).startswith("The search is not stored yet")
