@@ -3,8 +3,7 @@
 A stream is SplitMix64 (Steele, Lea & Flood 2014; the generator that seeds ``xoshiro``), whose n-th
 64-bit output is a bijective mix of ``seed + n * 0x9E3779B97F4A7C15``; Box and Muller (1958) turn
 the two 24-bit halves :math:`u_1 \\in (0, 1]`, :math:`u_2 \\in [0, 1)` of each output into one normal
-number :math:`z = \\sqrt{-2\\ln u_1}\\,\\cos(2\\pi u_2)` (BGD's noise, :mod:`lib.bgd`), and the top 24
-bits of an output are one uniform number :math:`u \\in [0, 1)`.
+number :math:`z = \\sqrt{-2\\ln u_1}\\,\\cos(2\\pi u_2)` (BGD's noise, :mod:`lib.bgd`).
 
 The release masks (:mod:`lib.model`) need about :math:`2 \\cdot 10^5` uniform numbers per step, and
 64-bit products are slow in the CPU's vector units (AVX2 has no 64-bit multiply). Their numbers come
@@ -40,9 +39,9 @@ _HASH_1 = 0x21F0AAAD
 _HASH_2 = 0x735A2D97
 
 
-def _shift_right(z: Tensor, bits: int) -> Tensor:
-    """Logical (unsigned) right shift of the 64 bits of an int64 tensor."""
-    return (z >> bits) & ((1 << (64 - bits)) - 1)
+def _shift_right(z: Tensor, bits: int, width: int = 64) -> Tensor:
+    """Logical (unsigned) right shift of the ``width`` bits of an int64 (64) or int32 (32) tensor."""
+    return (z >> bits) & ((1 << (width - bits)) - 1)
 
 
 def splitmix64(seed: Tensor | int, position: Tensor) -> Tensor:
@@ -69,11 +68,11 @@ def standard_normal(seed: Tensor | int, position: Tensor) -> Tensor:
 
 def lowbias32(x: Tensor) -> Tensor:
     """Wellons' ``lowbias32`` of the 32 bits of an int32 tensor: a bijective mix of the 32-bit words."""
-    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x ^ _shift_right(x, 16, 32)
     x = x * _HASH_1
-    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x ^ _shift_right(x, 15, 32)
     x = x * _HASH_2
-    return x ^ ((x >> 15) & 0x1FFFF)
+    return x ^ _shift_right(x, 15, 32)
 
 
 def _low_word(z: Tensor) -> Tensor:
@@ -92,4 +91,4 @@ def keyed_uniform(key: Tensor, index: Tensor) -> Tensor:
     """
     x = lowbias32(index ^ _low_word(key))
     x = lowbias32(x ^ _low_word(_shift_right(key, 32)))
-    return ((x >> 8) & 0xFFFFFF).float() * 2.0**-24
+    return _shift_right(x, 8, 32).float() * 2.0**-24
