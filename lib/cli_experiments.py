@@ -5,7 +5,7 @@ import importlib.util
 import json
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -75,8 +75,37 @@ def lifelong_parser() -> Parser:
     parser.add_argument("--batch-size", type=positive, default=100, help="examples per mini-batch")
     parser.add_argument("--subset", type=positive, default=None, help="training and test examples per task to keep")
     parser.add_argument("--ewc-lambda", type=float, default=None, metavar="X", help="EWC penalty strength (method ewc)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                        help="replace a setting of the method's configuration, e.g. --set lr=0.001 (repeatable)")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT")
     return parser
+
+
+def parse_settings(method: str, benchmark: str, words: Sequence[str]) -> tuple[tuple[str, float | int | str], ...]:
+    """``NAME=VALUE`` words as overrides of ``method``'s configuration on ``benchmark``, each value of the
+    type of the setting it replaces (so that ``lr=1`` is the float 1.0: a run's cache key depends on it).
+    A word that is not ``NAME=VALUE``, an unknown name or a value of the wrong type raises
+    :class:`ValueError` with one line that says why."""
+    from .continual import PROTOCOL_FIELDS, method_config
+
+    config = method_config(method, benchmark, 0)
+    names = sorted(f.name for f in fields(config) if f.name != "seed")
+    overrides = []
+    for word in words:
+        name, sep, text = word.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set needs NAME=VALUE, got {word!r}")
+        if name in PROTOCOL_FIELDS:
+            raise ValueError(f"{name} is a setting of the protocol: use --{name.replace('_', '-')}")
+        if name not in names:
+            raise ValueError(f"{method} has no setting {name!r}; its settings: {', '.join(names)}")
+        kind = type(getattr(config, name))
+        try:
+            value = kind(text) if kind is not bool else {"true": True, "false": False}[text.lower()]
+        except (ValueError, KeyError):
+            raise ValueError(f"{name} takes a value of type {kind.__name__}, got {text!r}") from None
+        overrides.append((name, value))
+    return tuple(overrides)
 
 
 def lifelong_command(benchmark: str, method: str, seeds: Sequence[int], *, epochs: int = 10, batch_size: int = 100,
@@ -85,14 +114,19 @@ def lifelong_command(benchmark: str, method: str, seeds: Sequence[int], *, epoch
     """The ``python -m lib lifelong`` command that trains (and stores) these runs.
 
     Every value becomes the option of :func:`lifelong_parser` whose destination has its name (an
-    override ``("ewc_lambda", 10.0)`` becomes ``--ewc-lambda 10``); options at their default are left
-    out, except the seeds and the output file. The command is parsed by that parser before it is returned, so it cannot name an option the
-    command lacks: a value without an option raises :class:`ValueError`.
+    override ``("ewc_lambda", 10.0)`` becomes ``--ewc-lambda 10``, ``("batch_size", 128)`` becomes
+    ``--batch-size 128``), any other override becomes ``--set NAME=VALUE``; options at their default are
+    left out, except the seeds and the output file. The command is parsed by that parser (and its
+    settings by :func:`parse_settings`) before it is returned, so it cannot name an option or a setting
+    the command lacks: it raises :class:`ValueError` instead.
     """
     parser = lifelong_parser()
     flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    overrides = dict(overrides)
+    own = {k: overrides.pop(k) for k in ("batch_size", "ewc_lambda") if k in overrides}  # settings with an option of their own
+    settings = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items()]
     values = {"benchmark": benchmark, "method": method, "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-              "subset": subset, **dict(overrides), "json": json}
+              "subset": subset, **own, "settings": settings or None, "json": json}
     words = []
     for dest, value in values.items():
         if dest not in flags:
@@ -101,9 +135,12 @@ def lifelong_command(benchmark: str, method: str, seeds: Sequence[int], *, epoch
         if value is None or (dest not in ("seeds", "json") and value == parser.get_default(dest)):
             continue
         items = value if isinstance(value, list) else [value]
-        words += [flags[dest], *(f"{v:g}" if isinstance(v, float) else str(v) for v in items)]
+        if dest == "settings":
+            words += [w for item in items for w in (flags[dest], item)]
+        else:
+            words += [flags[dest], *(f"{v:g}" if isinstance(v, float) else str(v) for v in items)]
     try:
-        parser.parse_args(words)
+        parse_settings(method, benchmark, parser.parse_args(words).settings)
     except SystemExit:
         raise ValueError(f"python -m lib lifelong does not accept {' '.join(words)}") from None
     return " ".join([python, "-m lib lifelong", *words])
@@ -119,9 +156,11 @@ def lifelong_main(argv: list[str]) -> int:
     _check_subset(parser, args.subset, args.batch_size)
     if args.ewc_lambda is not None and (args.method != "ewc" or args.ewc_lambda < 0):
         parser.error("--ewc-lambda needs --method ewc and a value >= 0")
-    overrides = () if args.ewc_lambda is None else (("ewc_lambda", args.ewc_lambda),)
     try:  # unknown names: the library's one-line error, which lists the valid ones
         protocol = LifelongProtocol(args.benchmark, epochs=args.epochs, batch_size=args.batch_size, subset=args.subset)
+        overrides = parse_settings(args.method, args.benchmark, args.settings)
+        if args.ewc_lambda is not None:
+            overrides = (("ewc_lambda", args.ewc_lambda), *overrides)
         method_config(args.method, args.benchmark, args.seeds[0], **dict(overrides))
     except ValueError as err:
         parser.error(str(err))

@@ -27,7 +27,7 @@ import math
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -247,27 +247,49 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
     return results
 
 
+Overrides = tuple[tuple[str, float | str], ...]  # (name, value) pairs that replace a method's settings
+# Settings of a protocol that a run may replace (a search draws BGD's batch size): such a run has a
+# protocol of its own, and trains apart from the runs of the shared one.
+PROTOCOL_FIELDS = ("batch_size",)
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One run to make: a method, a seed, and settings that replace the method's own."""
+    """One run to make: a method, a seed, and settings that replace the method's own (or, for those in
+    :data:`PROTOCOL_FIELDS`, the protocol's)."""
 
     method: str
     seed: int
-    overrides: tuple[tuple[str, float | str], ...] = ()
+    overrides: Overrides = ()
+
+    def protocol(self, shared: LifelongProtocol) -> LifelongProtocol:
+        """The protocol this run trains with: ``shared`` with the spec's protocol fields replaced."""
+        return replace(shared, **{k: v for k, v in self.overrides if k in PROTOCOL_FIELDS})
+
+    def config(self, benchmark: str) -> SynapseConfig | BGDConfig:
+        """The run's configuration on ``benchmark`` (:func:`method_config` with the other overrides)."""
+        return method_config(self.method, benchmark, self.seed,
+                             **{k: v for k, v in self.overrides if k not in PROTOCOL_FIELDS})
 
 
 def chapter_specs(
     benchmark: str, seeds: Sequence[int], methods: Sequence[str] = MAIN_METHODS,
     ablations: Sequence[str] = ABLATION_METHODS, ewc_grid: Sequence[float] | None = None,
+    tuned: Mapping[str, Overrides] | None = None, oracle: Mapping[str, Overrides] | None = None,
 ) -> dict[tuple, RunSpec]:
     """Every run chapter 5 shows on ``benchmark``, keyed by ``(what, seed)``.
 
-    ``what`` is a method, an ablation (only on :data:`ABLATION_BENCHMARKS`) or ``("ewc", lambda)``
-    for a point of the EWC grid (default :data:`EWC_GRID` of the benchmark's family). The grid's
-    point at the default strength is the ``"ewc"`` run itself: both keys map to the same spec.
+    ``what`` is a method, an ablation (only on :data:`ABLATION_BENCHMARKS`), ``("ewc", lambda)``
+    for a point of the EWC grid (default :data:`EWC_GRID` of the benchmark's family), or
+    ``("tuned", method)`` and ``("oracle", method)`` for a method with the settings that ``tuned``
+    and ``oracle`` give it (those of its search on the tuning benchmark and on this one,
+    :mod:`lib.tuning`). Keys of the same run map to the same spec: the grid's point at the default
+    strength is the ``"ewc"`` run itself, and settings ``()`` are the method's own.
     """
     fam = family(benchmark)
     specs = {(m, s): RunSpec(m, s) for m in methods for s in seeds}
+    for kind, chosen in (("tuned", tuned or {}), ("oracle", oracle or {})):
+        specs |= {((kind, m), s): RunSpec(m, s, overrides) for m, overrides in chosen.items() for s in seeds}
     if benchmark in ABLATION_BENCHMARKS:
         specs |= {(a, s): RunSpec(a, s) for a in ablations for s in seeds}
     if "ewc" in methods:
@@ -285,7 +307,7 @@ def run_specs(
 ) -> list[dict | None]:
     """The result of every spec, training those not in ``results/lifelong``.
 
-    Runs that can share a network (same class, optimiser and training data) train together as one
+    Runs that can share a network (same class, optimiser, protocol and training data) train together as one
     batch, of at most ``max_batch`` runs (default: all of them); each result is stored as soon as its
     batch finishes, so an interrupted sweep resumes from the batches done. A run's numbers do not
     depend on the runs it is trained with, so ``max_batch`` changes the time a sweep takes, not its results.
@@ -295,15 +317,14 @@ def run_specs(
     """
     if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
         raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
-    runs = [method_config(spec.method, protocol.benchmark, spec.seed, **dict(spec.overrides)) for spec in specs]
-    results: list[dict | None] = [
-        load_cached("lifelong", run_description(protocol, spec.method, run)) if cache else None
-        for spec, run in zip(specs, runs)
-    ]
+    protocols = [spec.protocol(protocol) for spec in specs]
+    runs = [spec.config(protocol.benchmark) for spec in specs]
+    descriptions = [run_description(p, spec.method, run) for p, spec, run in zip(protocols, specs, runs)]
+    results: list[dict | None] = [load_cached("lifelong", d) if cache else None for d in descriptions]
     todo: dict[tuple, list[int]] = {}
     for k, (spec, run) in enumerate(zip(specs, runs)):
         if results[k] is None:
-            todo.setdefault(_group(spec.method, run), []).append(k)
+            todo.setdefault((protocols[k], _group(spec.method, run)), []).append(k)
     if todo and train:
         bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
                                             subset=protocol.subset, device=default_device(),
@@ -312,11 +333,11 @@ def run_specs(
                    for start in range(0, len(group), max_batch or len(group))]
         done, total = 0, sum(len(members) for members in batches)
         for members in batches:
-            fresh = _train_group(protocol, bench, [specs[k].method for k in members], [runs[k] for k in members],
-                                 progress)
+            fresh = _train_group(protocols[members[0]], bench, [specs[k].method for k in members],
+                                 [runs[k] for k in members], progress)
             for k, result in zip(members, fresh):
                 if cache:
-                    store("lifelong", run_description(protocol, specs[k].method, runs[k]), result)
+                    store("lifelong", descriptions[k], result)
                 results[k] = result
             done += len(members)
             if on_stored is not None:
@@ -329,6 +350,11 @@ def summarise(per_seed: Sequence[dict]) -> dict:
     averages = np.array([r["average"] for r in per_seed])
     sem = float(averages.std(ddof=1) / np.sqrt(len(averages))) if len(averages) > 1 else 0.0
     return {"per_seed": averages.tolist(), "mean": float(averages.mean()), "sem": sem}
+
+
+def settings_text(overrides: Overrides) -> str:
+    """``name = value`` pairs, numbers with 4 significant digits (``lr = 0.001, ewc_mode = online``)."""
+    return ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4g}" for k, v in overrides)
 
 
 def _optimizer_text(optimizer: str, lr: float) -> str:
@@ -447,7 +473,7 @@ class ChapterRuns:
                              f"transfer {signed(measured[1], 1)} points.")
                 # The reference code's batch of 128 (one seed, if stored): the gradient is a sum over the batch.
                 seed = self.seeds[0]
-                (run_128,) = run_specs(replace(self.protocols[b], batch_size=128), [RunSpec("bgd", seed)], train=False)
+                (run_128,) = run_specs(self.protocols[b], [RunSpec("bgd", seed, (("batch_size", 128),))], train=False)
                 if run_128 is not None and seed in self.results[b]["bgd"]:
                     facts.append(f"* **{name}, BGD with batches of 128** (seed {seed} only): {100 * run_128['average']:.2f} %, "
                                  f"against {100 * self.results[b]['bgd'][seed]['average']:.2f} % with batches of 100 for "
@@ -481,7 +507,7 @@ class ChapterRuns:
             if gaps and all(not per_seed for per_seed in self.results[b].values()):
                 lines.append(f"* {BENCHMARK_NAMES[b]}: all of its runs")
             elif gaps:
-                what = "; ".join(f"{m}{' with ' + ', '.join(f'{k} = {v:g}' for k, v in o) if o else ''} "
+                what = "; ".join(f"{m}{' with ' + settings_text(o) if o else ''} "
                                  f"(seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))})" for m, o, s in gaps)
                 lines.append(f"* {BENCHMARK_NAMES[b]}: {what}")
         lines += ["", f"Each command below trains the missing runs of one method and stores them under `{results_folder}`, "
@@ -489,21 +515,24 @@ class ChapterRuns:
                   "trains all of them):", "", "```bash"]
         for (b, m, o), seeds in self.missing.items():
             protocol = self.protocols[b]
-            lines.append(lifelong_command(b, m, sorted(seeds), epochs=protocol.epochs, subset=protocol.subset, overrides=o,
-                                          json=f"{b}_{m}.json"))
+            lines.append(lifelong_command(b, m, sorted(seeds), epochs=protocol.epochs, batch_size=protocol.batch_size,
+                                          subset=protocol.subset, overrides=o, json=f"{b}_{m}.json"))
         return "\n".join(lines + ["```"])
 
 
 def chapter_runs(
     protocols: Sequence[LifelongProtocol], seeds: Sequence[int], methods: Sequence[str] = MAIN_METHODS,
     ablations: Sequence[str] = ABLATION_METHODS, ewc_grid: dict[str, Sequence[float]] | None = None, *,
+    tuned: Mapping[str, Overrides] | None = None, oracle: Mapping[str, Mapping[str, Overrides]] | None = None,
     train: bool = False,
 ) -> ChapterRuns:
     """Every run of chapter 5 (:func:`chapter_specs`) on the benchmark of each protocol, from the results
     cache; with ``train=True`` the missing ones are trained first (:func:`run_specs`).
 
     ``ewc_grid`` maps a family (``"split"``, ``"perm"``) to its grid of EWC penalty strengths (default
-    :data:`EWC_GRID`). A spec that two keys share (the grid's default strength is the ``"ewc"`` run) counts once.
+    :data:`EWC_GRID`); ``tuned`` maps a method to the settings it uses on every benchmark, ``oracle`` a
+    benchmark to such a mapping for that benchmark alone. A spec that two keys share (the grid's default
+    strength is the ``"ewc"`` run) counts once.
     """
     results: dict[str, dict] = {}
     missing: dict[tuple, list[int]] = {}
@@ -511,7 +540,7 @@ def chapter_runs(
     for protocol in protocols:
         b = protocol.benchmark
         grid = None if ewc_grid is None else ewc_grid[family(b)]
-        specs = chapter_specs(b, seeds, methods, ablations, grid)
+        specs = chapter_specs(b, seeds, methods, ablations, grid, tuned, (oracle or {}).get(b))
         unique = list(dict.fromkeys(specs.values()))
         n_runs += len(unique)
         found = dict(zip(unique, run_specs(protocol, unique, train=train)))

@@ -17,6 +17,7 @@ import concurrent.futures
 import heapq
 import importlib.util
 import json
+import math
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ import dask
 import torch
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from . import cache, continual, data, energy, search
+from . import cache, continual, data, energy, search, tuning
 from .energy_analysis import ANALYSED_WEIGHT_DECAY
 from .data import write_atomic
 
@@ -48,14 +49,26 @@ MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
 
 
+# A search's trials are split into jobs of about this cost (about 12 minutes of a worker), so that an
+# interrupted search loses little: three presynaptic runs of a permuted benchmark, a single BGD run.
+SEARCH_JOB_COST = 16.5
+
+
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: ``function(*args)`` trains (or loads) some runs; ``cost`` orders the jobs."""
+    """One unit of work: ``function(*args)`` trains (or loads) some runs; ``cost`` orders the jobs.
+
+    ``runs`` holds the (shared protocol, spec) pairs of the lifelong runs the job trains, so that no
+    other job trains them again; a job starts only when the jobs named in ``after`` have finished
+    (it needs their runs).
+    """
 
     name: str
     cost: float
     function: Callable
     args: tuple
+    runs: frozenset = frozenset()
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class Scale:
     weight_decays: tuple[float, ...] = energy.PAPER_WEIGHT_DECAYS
     search_benchmark: str = "split_mnist"
     search_trials: int = 24
+    tuning_trials: int = tuning.TRIALS
 
 
 def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...]) -> None:
@@ -99,9 +113,24 @@ def _search(protocol: continual.LifelongProtocol, n_trials: int) -> None:
     search.random_search(protocol, n_trials, progress=False)
 
 
+def _train_chosen(chosen_by: tuning.Search, protocol: continual.LifelongProtocol, method: str,
+                  seeds: tuple[int, ...]) -> None:
+    """The runs of ``method`` on ``protocol``'s benchmark with the best settings of the search
+    ``chosen_by``, whose trials the jobs before this one stored."""
+    overrides = chosen_by.best()
+    if overrides is None:
+        raise RuntimeError(f"the search of {method} on {chosen_by.protocol.benchmark} has "
+                           f"{chosen_by.n_stored()} of its {chosen_by.n_trials + 1} runs stored, not all")
+    continual.run_specs(protocol, [continual.RunSpec(method, s, overrides) for s in seeds], progress=False)
+
+
+def _run_cost(benchmark: str, method: str) -> float:
+    return BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0)
+
+
 def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
     """One job per (benchmark, method, overrides) of chapter 5, its seeds trained together, and one
-    for its random search."""
+    for its random search (after the job that trains the method's own settings, a candidate of it)."""
     jobs = []
     for benchmark in scale.benchmarks:
         protocol = continual.LifelongProtocol(benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
@@ -111,12 +140,59 @@ def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
             groups.setdefault((spec.method, spec.overrides), []).append(spec)
         for (method, overrides), specs in groups.items():
             setting = "".join(f" {k}={v:g}" for k, v in overrides)
-            cost = BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0) * len(specs)
-            jobs.append(Job(f"{benchmark} {method}{setting}", cost, _train_lifelong, (protocol, tuple(specs))))
-    protocol = continual.LifelongProtocol(scale.search_benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
-                                          eval_samples=scale.eval_samples)
-    cost = BENCHMARK_COST[scale.search_benchmark] * (scale.search_trials + 1)
-    jobs.append(Job(f"{scale.search_benchmark} random search", cost, _search, (protocol, scale.search_trials)))
+            jobs.append(Job(f"{benchmark} {method}{setting}", _run_cost(benchmark, method) * len(specs), _train_lifelong,
+                            (protocol, tuple(specs)), frozenset((protocol, spec) for spec in specs)))
+    protocol = _protocol(scale, scale.search_benchmark)
+    claimed = {run: job.name for job in jobs for run in job.runs}
+    runs = {(protocol, spec) for spec in search.trial_specs(scale.search_trials)}
+    mine = frozenset(runs - set(claimed))  # the method's own settings are (usually) a run of the chapter's
+    jobs.append(Job(f"{scale.search_benchmark} random search", BENCHMARK_COST[scale.search_benchmark] * len(mine),
+                    _search, (protocol, scale.search_trials), mine, tuple(sorted({claimed[r] for r in runs - mine}))))
+    return jobs
+
+
+def _protocol(scale: Scale, benchmark: str) -> continual.LifelongProtocol:
+    return continual.LifelongProtocol(benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
+                                      eval_samples=scale.eval_samples)
+
+
+def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
+    """Chapter 5's tuning (:mod:`lib.tuning`): the searches of every tuned method, in jobs of about
+    :data:`SEARCH_JOB_COST` (a trial that an ``earlier`` job trains is left to it), then per benchmark
+    the method's tuned runs and, where searched, its oracle runs, each after the jobs it needs."""
+    claimed = {run: job.name for job in earlier for run in job.runs}
+    jobs: list[Job] = []
+
+    def search_jobs(chosen_by: tuning.Search) -> tuple[str, ...]:
+        """Jobs for the trials of ``chosen_by`` that no job trains yet; the names of every job it needs."""
+        protocol, method = chosen_by.protocol, chosen_by.method
+        needed = {claimed[(protocol, spec)] for spec in chosen_by.specs if (protocol, spec) in claimed}
+        todo = [spec for spec in chosen_by.specs if (protocol, spec) not in claimed]
+        per_job = max(1, int(SEARCH_JOB_COST // _run_cost(protocol.benchmark, method)))
+        for start in range(0, len(todo), per_job):
+            chunk = tuple(todo[start:start + per_job])
+            name = f"{protocol.benchmark} {method} search {start + 1}-{start + len(chunk)}"
+            runs = frozenset((protocol, spec) for spec in chunk)
+            jobs.append(Job(name, _run_cost(protocol.benchmark, method) * len(chunk), _train_lifelong, (protocol, chunk), runs))
+            claimed.update(dict.fromkeys(runs, name))
+            needed.add(name)
+        return tuple(sorted(needed))
+
+    for method in tuning.TUNED_METHODS:
+        tuned_by = tuning.tuning_search(method, _protocol(scale, tuning.TUNING_BENCHMARK), scale.tuning_trials)
+        needs_tuning = search_jobs(tuned_by)
+        for benchmark in scale.benchmarks:
+            protocol = _protocol(scale, benchmark)
+            main = tuple(claimed[(protocol, continual.RunSpec(method, s))] for s in scale.seeds
+                         if (protocol, continual.RunSpec(method, s)) in claimed)
+            cost = _run_cost(benchmark, method) * len(scale.seeds)
+            jobs.append(Job(f"{benchmark} {method} tuned", cost, _train_chosen, (tuned_by, protocol, method, scale.seeds),
+                            after=tuple(sorted({*needs_tuning, *main}))))
+            oracle_by = tuning.oracle_search(method, protocol, scale.tuning_trials)
+            if oracle_by is not None and oracle_by != tuned_by:
+                needs_oracle = search_jobs(oracle_by)
+                jobs.append(Job(f"{benchmark} {method} oracle", cost, _train_chosen, (oracle_by, protocol, method, scale.seeds),
+                                after=tuple(sorted({*needs_oracle, *main}))))
     return jobs
 
 
@@ -135,8 +211,23 @@ def energy_jobs(scale: Scale = Scale()) -> list[Job]:
 
 
 def all_jobs(scale: Scale = Scale()) -> list[Job]:
-    """Every job of the book, longest first (so that the last ones to finish are short)."""
-    return sorted(energy_jobs(scale) + lifelong_jobs(scale), key=lambda job: -job.cost)
+    """Every job of the book, those with the longest chain of work ahead of them first (a job's own
+    cost plus that of the longest chain of jobs that wait for it), so that the last ones to finish
+    are short."""
+    lifelong = lifelong_jobs(scale)
+    jobs = energy_jobs(scale) + lifelong + tuning_jobs(scale, lifelong)
+    names = {job.name for job in jobs}
+    if len(names) < len(jobs) or any(a not in names for job in jobs for a in job.after):
+        raise ValueError("job names must be unique, and every job waited for must be one of the jobs")
+    waiting_for = {job.name: [j for j in jobs if job.name in j.after] for job in jobs}
+    chain: dict[str, float] = {}
+
+    def ahead(job: Job) -> float:
+        if job.name not in chain:
+            chain[job.name] = job.cost + max((ahead(j) for j in waiting_for[job.name]), default=0.0)
+        return chain[job.name]
+
+    return sorted(jobs, key=lambda job: -ahead(job))
 
 
 # ------------------------------------------------------------------------------ the jobs on a Dask cluster
@@ -281,18 +372,31 @@ def _started_cluster(cluster: str, workers: int | None) -> Iterator[Any]:
         yield started
 
 
-def _makespan(costs: Sequence[float], workers: int) -> float:
-    """When the last of jobs with ``costs`` ends if ``workers`` workers take them in this order, each
-    the next one as soon as it is free (in the costs' unit)."""
+def _makespan(jobs: Sequence[Job], workers: int, done: set[str] = frozenset()) -> float:
+    """When the last of ``jobs`` ends if ``workers`` workers take them as :func:`reproduce` does: each
+    free worker the first job in this order whose jobs ``after`` have ended (those named in ``done``
+    ended before); in the unit of the jobs' costs."""
     free = [0.0] * max(1, workers)
-    for cost in costs:
-        heapq.heappush(free, heapq.heappop(free) + cost)
-    return max(free)
+    end = dict.fromkeys(done, 0.0)
+    waiting = [job for job in jobs if job.name not in end]
+    while waiting:
+        now = heapq.heappop(free)
+        job = next((j for j in waiting if all(end.get(a, math.inf) <= now for a in j.after)), None)
+        if job is None:  # this worker waits until a job it could take may start
+            later = [t for t in end.values() if t > now]
+            if not later:
+                raise ValueError(f"no order of the jobs lets {waiting[0].name!r} start: it waits for {waiting[0].after}")
+            heapq.heappush(free, min(later))
+            continue
+        waiting.remove(job)
+        end[job.name] = now + job.cost
+        heapq.heappush(free, end[job.name])
+    return max(end.values(), default=0.0)
 
 
 def predicted_hours(jobs: Sequence[Job], workers: int) -> float:
     """The wall time of ``jobs`` on ``workers`` single-threaded workers of the 2-core reference CPU."""
-    return _makespan([job.cost for job in jobs], workers) * MINUTES_PER_COST / 60
+    return _makespan(jobs, workers) * MINUTES_PER_COST / 60
 
 
 def _times_redone(client: Client, key: str) -> int:
@@ -307,7 +411,8 @@ def _times_redone(client: Client, key: str) -> int:
 def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, log=sys.stderr) -> dict:
     """Run every job on the workers of ``client``'s cluster with ``settings``; return the timings.
 
-    Jobs start in the order given, one per free worker thread (the cluster may grow while they run).
+    Jobs start in the order given, each once the jobs it waits for (``after``) have finished, one per
+    free worker thread (the cluster may grow while they run).
     A job whose worker dies (out of memory, a lost node) is redone on another worker, up to Dask's
     ``distributed.scheduler.allowed-failures`` times (3), and the record counts it under
     ``retried``; a job that raises starts no further job and, once the running ones finished, stops
@@ -363,8 +468,11 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     try:
         while waiting or running:
             workers = sum(client.nthreads().values())
-            while waiting and not stopping and failure is None and len(running) < workers:
-                job = waiting.pop(0)
+            while not stopping and failure is None and len(running) < workers:
+                job = next((j for j in waiting if all(name in record["jobs"] for name in j.after)), None)
+                if job is None:
+                    break
+                waiting.remove(job)
                 key = f"{job.name}-{call}"
                 running[executor.submit(run_on_worker, job, settings, key=key)] = (job, key)
                 started[key] = time.perf_counter()
@@ -375,6 +483,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
             if not running:
                 if stopping or failure is not None:
                     break
+                if waiting and workers:
+                    raise RuntimeError(f"no job can start: {waiting[0].name!r} waits for {waiting[0].after}")
                 time.sleep(POLL_SECONDS)  # no worker yet: the cluster is starting
                 continue
             done, _ = concurrent.futures.wait(running, POLL_SECONDS, concurrent.futures.FIRST_COMPLETED)
@@ -400,12 +510,13 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 if job.name not in done_before:
                     trained["seconds"] += seconds
                     trained["cost"] += job.cost
-                left = [j.cost for j, _ in running.values()] + [j.cost for j in waiting if j.name not in done_before]
+                left = [j for j, _ in running.values()] + [j for j in waiting if j.name not in done_before]
                 seconds_per_cost = trained["seconds"] / trained["cost"] if trained["cost"] else 60 * MINUTES_PER_COST
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
                 print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
                       f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
-                      f"{_makespan(left, workers) * seconds_per_cost / 60:.0f} min left", file=log, flush=True)
+                      f"{_makespan(left, workers, set(record['jobs'])) * seconds_per_cost / 60:.0f} min left",
+                      file=log, flush=True)
                 last_line = time.perf_counter()
         if failure is not None:
             save()

@@ -19,19 +19,18 @@ every trial runs to the end.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from scipy import stats
 
-from .continual import ABLATION_METHODS, LifelongProtocol, RunSpec, check_method, method_config, run_specs
+from .continual import (ABLATION_METHODS, PROTOCOL_FIELDS, LifelongProtocol, RunSpec, check_method, method_config,
+                        run_specs)
 from .tasks import Benchmark
 
 Setting = float | int | str
 Trial = tuple[tuple[str, Setting], ...]
-# Drawn settings that belong to the protocol (what all runs of a network share), not to a run.
-PROTOCOL_FIELDS = ("batch_size",)
 TRIALS_PER_BATCH = 8  # runs trained together by a search: a batch of BGD trials takes a few hours on a CPU
 
 
@@ -184,6 +183,18 @@ def draw_trials(n_trials: int, seed: int = 0, space: Space = SearchSpace()) -> l
     return [tuple((k, _rounded(v)) for k, v in space.draw(rng).items()) for _ in range(n_trials)]
 
 
+def trial_specs(n_trials: int, method: str = "presynaptic", *, seed: int = 0, run_seed: int = 0,
+                space: Space | None = None) -> list[RunSpec]:
+    """The runs of a search: the ``n_trials`` trials :func:`draw_trials` (``seed``) draws from ``space``
+    (default :func:`default_space` of ``method``), each ``method`` with the drawn values as overrides
+    and the run seed ``run_seed``, and last the method with its own settings, for comparison."""
+    check_method(method)
+    space = default_space(method) if space is None else space
+    if type(space) is not type(default_space(method)):
+        raise ValueError(f"a {type(space).__name__} cannot be searched with method {method!r}")
+    return [RunSpec(method, run_seed, trial) for trial in draw_trials(n_trials, seed, space)] + [RunSpec(method, run_seed)]
+
+
 def random_search(
     protocol: LifelongProtocol, n_trials: int, *, method: str = "presynaptic", seed: int = 0, run_seed: int = 0,
     space: Space | None = None, train: bool = True, cache: bool = True, progress: bool | None = None,
@@ -192,52 +203,21 @@ def random_search(
 ) -> list[dict]:
     """Every trial's settings and its average accuracy after the last task, best first.
 
-    The trials are :func:`draw_trials` (``seed``) from ``space`` (default :func:`default_space` of
-    ``method``) applied to ``method`` with the run seed ``run_seed``; one more row, with ``"own": True``,
-    is the method with its own settings on ``protocol``, for comparison. Drawn protocol fields
-    (:data:`PROTOCOL_FIELDS`) replace those of ``protocol`` for their trial; the trials of each
-    protocol train in batches of at most ``max_batch`` runs (:func:`lib.continual.run_specs`), each
-    batch stored as soon as it is done; after every batch, ``on_stored(done, total)`` is told how many
-    of the ``total`` runs not stored before are done. With ``train=False`` runs not yet stored come back
-    with ``average = nan``. ``cache`` and ``benchmark`` are those of :func:`lib.continual.run_specs`
-    (tests on synthetic tasks).
+    The runs are :func:`trial_specs`; the row of the method's own settings has ``"own": True``. Drawn
+    protocol fields (:data:`lib.continual.PROTOCOL_FIELDS`) replace those of ``protocol`` for their
+    trial. The trials train in batches of at most ``max_batch`` runs (:func:`lib.continual.run_specs`),
+    each batch stored as soon as it is done; after every batch, ``on_stored(done, total)`` is told how
+    many of the ``total`` runs not stored before are done. With ``train=False`` runs not yet stored
+    come back with ``average = nan``. ``cache`` and ``benchmark`` are those of
+    :func:`lib.continual.run_specs` (tests on synthetic tasks).
     """
-    space = default_space(method) if space is None else space
-    if type(space) is not type(default_space(method)):
-        raise ValueError(f"a {type(space).__name__} cannot be searched with method {method!r}")
-    trials = draw_trials(n_trials, seed, space)
+    specs = trial_specs(n_trials, method, seed=seed, run_seed=run_seed, space=space)
     own = method_config(method, protocol.benchmark, run_seed)  # unknown names: the library's one-line error
-    jobs = []  # (protocol, spec) per row, the method's own settings last
-    for trial in trials:
-        settings = dict(trial)
-        trial_protocol = replace(protocol, **{k: settings.pop(k) for k in PROTOCOL_FIELDS if k in settings})
-        jobs.append((trial_protocol, RunSpec(method, run_seed, tuple(settings.items()))))
-    jobs.append((protocol, RunSpec(method, run_seed)))
-    by_protocol: dict[LifelongProtocol, list[int]] = {}
-    for k, (trial_protocol, _) in enumerate(jobs):
-        by_protocol.setdefault(trial_protocol, []).append(k)
-    options = dict(cache=cache, progress=progress, benchmark=benchmark, max_batch=max_batch)
-    results: list[dict | None] = [None] * len(jobs)
-    for trial_protocol, rows in by_protocol.items():
-        for k, result in zip(rows, run_specs(trial_protocol, [jobs[k][1] for k in rows], train=False, **options)):
-            results[k] = result
-    missing = [k for k, result in enumerate(results) if result is None]
-    if train and missing:
-        done_before = 0  # runs of the protocols trained before
-
-        def stored(done: int, _: int) -> None:
-            if on_stored is not None:
-                on_stored(done_before + done, len(missing))
-
-        for trial_protocol, rows in by_protocol.items():
-            todo = [k for k in rows if results[k] is None]
-            if todo:
-                fresh = run_specs(trial_protocol, [jobs[k][1] for k in todo], on_stored=stored, **options)
-                for k, result in zip(todo, fresh):
-                    results[k] = result
-                done_before += len(todo)
-    own_settings = {name: getattr(protocol if name in PROTOCOL_FIELDS else own, name) for name in dict(trials[0])}
-    settings = [dict(t) for t in trials] + [own_settings]
+    results = run_specs(protocol, specs, train=train, cache=cache, progress=progress, benchmark=benchmark,
+                        max_batch=max_batch, on_stored=on_stored)
+    names = [name for name, _ in specs[0].overrides]
+    own_settings = {name: getattr(protocol if name in PROTOCOL_FIELDS else own, name) for name in names}
+    settings = [dict(spec.overrides) for spec in specs[:-1]] + [own_settings]
     rows = [{**values, "own": k == n_trials, "average": math.nan if r is None else r["average"]}
             for k, (values, r) in enumerate(zip(settings, results))]
     return sorted(rows, key=lambda row: math.inf if math.isnan(row["average"]) else -row["average"])

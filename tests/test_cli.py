@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from lib import cli_experiments
+from lib import cli_experiments, reproduce
 from lib.__main__ import main
 from lib.model import StochasticMLP, presynaptic
 from lib.tasks import Benchmark
@@ -82,7 +82,7 @@ def test_the_dry_run_gives_each_jobs_minutes_and_the_predicted_total(capsys):
     assert main(["reproduce", "--dry-run", "--workers", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["minutes", "job"] and float(lines[1].split()[0]) > 10
-    assert lines[-1].startswith("total: 67 jobs,") and "on 2 worker(s)" in lines[-1]
+    assert lines[-1].startswith(f"total: {len(reproduce.all_jobs())} jobs,") and "on 2 worker(s)" in lines[-1]
     assert "cluster has its own" in one_line_error(capsys, ["reproduce", "--scheduler", "tcp://localhost:8786",
                                                             "--workers", "2"])
 
@@ -93,5 +93,31 @@ def test_the_command_of_missing_runs_is_built_from_the_commands_own_options():
     args = cli_experiments.lifelong_parser().parse_args(command.split()[4:])
     assert (args.benchmark, args.seeds, args.ewc_lambda, args.epochs, args.batch_size) == ("perm_mnist", [2], 30.0, 10, 100)
     assert "--batch-size 128" in cli_experiments.lifelong_command("perm_mnist", "bgd", [0], batch_size=128)
-    with pytest.raises(ValueError, match="no option for 'p_up'"):  # a setting the command cannot take
-        cli_experiments.lifelong_command("perm_mnist", "presynaptic", [0], overrides=(("p_up", 0.05),))
+    with pytest.raises(ValueError, match="presynaptic has no setting 'bogus'"):  # a value the command cannot take
+        cli_experiments.lifelong_command("perm_mnist", "presynaptic", [0], overrides=(("bogus", 0.05),), json="o.json")
+
+
+def test_any_setting_of_a_run_round_trips_through_set_with_its_type():
+    """A tuned run's settings (a search's best trial) become --set words and come back as the same
+    overrides, so the same cache key: a float stays a float even when written as an integer."""
+    overrides = (("batch_size", 128), ("std_init", 0.0123457), ("mean_eta", 1.0), ("mean_init", "reference"))
+    command = cli_experiments.lifelong_command("perm_mnist", "bgd", [0, 1], overrides=overrides, json="o.json")
+    assert "--batch-size 128 --set std_init=0.0123457 --set mean_eta=1 --set mean_init=reference" in command
+    args = cli_experiments.lifelong_parser().parse_args(command.split()[4:])
+    parsed = cli_experiments.parse_settings("bgd", "perm_mnist", args.settings)
+    assert parsed == overrides[1:] and type(dict(parsed)["mean_eta"]) is float and args.batch_size == 128
+    online = cli_experiments.parse_settings("ewc", "split_mnist", ["ewc_mode=online", "ewc_gamma=0.9", "optimizer=sgd"])
+    assert online == (("ewc_mode", "online"), ("ewc_gamma", 0.9), ("optimizer", "sgd"))
+
+
+@pytest.mark.parametrize("words, message", [
+    (["lr"], "--set needs NAME=VALUE"),
+    (["bogus=1"], "ewc has no setting 'bogus'; its settings: "),
+    (["lr=fast"], "lr takes a value of type float, got 'fast'"),
+    (["batch_size=128"], "batch_size is a setting of the protocol: use --batch-size"),
+])
+def test_bad_settings_are_one_line_errors_before_any_training(capsys, words, message):
+    argv = ["lifelong", "--benchmark", "split_mnist", "--method", "ewc", "--json", "/tmp/never-written.json"]
+    for word in words:
+        argv += ["--set", word]
+    assert message in one_line_error(capsys, argv)

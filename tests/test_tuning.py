@@ -1,0 +1,101 @@
+"""Chapter 5's tuning protocol: the searches' best settings, transferred, and the jobs that make them."""
+import math
+
+import pytest
+
+from lib import continual, reproduce, tuning
+from lib.cache import ENV_VAR
+from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
+from lib.search import default_space, draw_trials, random_search, trial_specs
+from tests.test_continual import PROTOCOL, rules  # noqa: F401  (the synthetic benchmark fixture)
+
+
+def test_a_search_is_its_trials_and_the_methods_own_settings():
+    search = tuning.Search(LifelongProtocol("perm_mnist"), "ewc", 5)
+    assert search.specs == trial_specs(5, "ewc") and search.specs[-1] == RunSpec("ewc", 0)
+    assert [spec.overrides for spec in search.specs[:-1]] == draw_trials(5, space=default_space("ewc"))
+    assert tuning.tuning_search("bgd", LifelongProtocol("split_fmnist", epochs=2)).protocol == LifelongProtocol("perm_mnist", epochs=2)
+    assert tuning.oracle_search("ewc", LifelongProtocol("perm_fmnist")) is None
+    for bad, message in ((dict(method="sgd"), "no tuning of method 'sgd'"), (dict(method="ewc", n_trials=0), "positive integer")):
+        with pytest.raises(ValueError, match=message):
+            tuning.Search(LifelongProtocol("perm_mnist"), **bad)
+
+
+def test_the_best_candidate_is_chosen_only_when_every_one_is_stored(rules, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    search = tuning.Search(PROTOCOL, "ewc", 3)
+    assert search.best() is None and search.n_stored() == 0
+    run_specs(PROTOCOL, search.specs[:2], benchmark=rules)
+    assert search.best() is None and search.n_stored() == 2
+    rows = random_search(PROTOCOL, 3, method="ewc", benchmark=rules)  # trains the rest
+    averages = search.averages()
+    assert search.n_stored() == 4 and sorted(averages, reverse=True) == [row["average"] for row in rows]
+    best = search.best()
+    assert search.specs[averages.index(max(averages))].overrides == best
+    winner = rows[0]
+    assert best == (() if winner["own"] else tuple((k, winner[k]) for k, _ in search.specs[0].overrides))
+
+
+def test_the_methods_own_settings_win_a_tie(monkeypatch):
+    search = tuning.Search(PROTOCOL, "presynaptic", 2)
+    monkeypatch.setattr(tuning.Search, "averages", lambda self: [0.5, 0.7, 0.7])
+    assert search.best() == ()
+    monkeypatch.setattr(tuning.Search, "averages", lambda self: [0.7, 0.7, 0.5])
+    assert search.best() == search.specs[0].overrides
+    monkeypatch.setattr(tuning.Search, "averages", lambda self: [0.7, math.nan, 0.5])
+    assert search.best() is None
+
+
+def test_chapter_specs_add_the_tuned_and_oracle_runs_and_share_the_methods_own():
+    chosen = (("lr", 0.002), ("ewc_mode", "online"))
+    specs = chapter_specs("split_mnist", (0, 1), tuned={"ewc": chosen, "bgd": ()}, oracle={"ewc": ()})
+    assert specs[("tuned", "ewc"), 1] == RunSpec("ewc", 1, chosen)
+    assert specs[("tuned", "bgd"), 0] == specs["bgd", 0] and specs[("oracle", "ewc"), 1] == specs["ewc", 1]
+    stored = continual.chapter_runs([PROTOCOL], (0,), ("ewc",), (), {"split": ()}, tuned={"ewc": chosen})
+    assert stored.n_runs == 2 and set(stored.results["split_mnist"]) == {"ewc", ("ewc", 1000.0), ("tuned", "ewc")}
+    assert "--batch-size 20 --set lr=0.002 --set ewc_mode=online --json" in stored.status_markdown()
+
+
+def test_a_run_may_have_a_protocol_of_its_own(rules, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    larger = RunSpec("sgd", 0, (("batch_size", 40), ("lr", 0.01)))
+    assert larger.protocol(PROTOCOL).batch_size == 40 and larger.config("split_mnist").lr == 0.01
+    (result,) = run_specs(PROTOCOL, [larger], benchmark=rules)
+    (same,) = run_specs(PROTOCOL.__class__(**{**PROTOCOL.__dict__, "batch_size": 40}), [RunSpec("sgd", 0, (("lr", 0.01),))],
+                        train=False)
+    assert same == result  # stored under the protocol it trained with
+
+
+# ------------------------------------------------------------------------------ the jobs of make reproduce
+def test_every_run_of_the_searches_is_trained_by_exactly_one_job_before_the_runs_that_need_it():
+    jobs = reproduce.all_jobs()
+    position = {job.name: k for k, job in enumerate(jobs)}
+    runs = [run for job in jobs for run in job.runs]
+    assert len(runs) == len(set(runs))
+    trained = set(runs)
+    protocol = LifelongProtocol(tuning.TUNING_BENCHMARK)
+    for method in tuning.TUNED_METHODS:
+        search = tuning.tuning_search(method, protocol)
+        assert all((search.protocol, spec) in trained for spec in search.specs)
+        for benchmark in reproduce.Scale().benchmarks:
+            tuned = next(job for job in jobs if job.name == f"{benchmark} {method} tuned")
+            needed = {name for name, job in ((j.name, j) for j in jobs)
+                      if any((search.protocol, spec) in job.runs for spec in search.specs)}
+            assert needed <= set(tuned.after) and f"{benchmark} {method}" in tuned.after
+            oracle = tuning.oracle_search(method, LifelongProtocol(benchmark))
+            has_oracle = any(job.name == f"{benchmark} {method} oracle" for job in jobs)
+            assert has_oracle == (oracle is not None and benchmark != tuning.TUNING_BENCHMARK)
+    for job in jobs:  # a job comes after every job it waits for
+        assert all(position[name] < position[job.name] for name in job.after), job.name
+    # the book's presynaptic search on Split MNIST holds the first trials of the oracle search there
+    oracle = next(job for job in jobs if job.name == "split_mnist presynaptic oracle")
+    assert "split_mnist random search" in oracle.after
+
+
+def test_the_time_estimate_lets_a_job_wait_for_the_jobs_it_needs():
+    job = lambda name, cost, after=(): reproduce.Job(name, cost, print, (), after=after)  # noqa: E731
+    jobs = [job("a", 2.0), job("c", 1.0), job("b", 1.0, ("a",))]
+    assert reproduce._makespan(jobs, 2) == 3.0  # b waits for a on the worker that ran c
+    assert reproduce._makespan(jobs, 2, done={"a"}) == 1.0
+    with pytest.raises(ValueError, match="waits for"):
+        reproduce._makespan([job("b", 1.0, ("a",))], 1)
