@@ -181,7 +181,8 @@ def lifelong_main(argv: list[str]) -> int:
 
 def reproduce_main(argv: list[str]) -> int:
     """``python -m lib reproduce``: every paper-scale training run of the book, as jobs on a Dask cluster."""
-    from .reproduce import WorkerSettings, all_jobs, dask_client, dashboard_available, default_workers, describe, reproduce
+    from .reproduce import (WorkerSettings, all_jobs, dask_client, dashboard_available, default_workers, describe, reproduce,
+                            selected, stored_jobs)
 
     parser = Parser(prog="python -m lib reproduce",
                     description="train every run of the book that is not stored yet (resumable), on a Dask cluster")
@@ -193,6 +194,8 @@ def reproduce_main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=positive, default=None,
                         help="workers to start (local: one per core, one per GPU with CUDA; slurm: one per job)")
     parser.add_argument("--threads", type=positive, default=1, help="torch threads of each job")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="only the jobs whose names contain TEXT (repeatable), with the jobs they need")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and their estimated times, train nothing")
     args = parser.parse_args(argv)
     if args.scheduler and args.workers:
@@ -200,9 +203,14 @@ def reproduce_main(argv: list[str]) -> int:
     if args.cluster == "slurm" and importlib.util.find_spec("dask_jobqueue") is None:
         parser.error("--cluster slurm needs dask-jobqueue: pip install .[cluster]")
     jobs = all_jobs()
+    if args.only:
+        try:
+            jobs = selected(jobs, args.only)
+        except ValueError as err:
+            parser.error(str(err))
     workers = args.workers or (len(jobs) if args.cluster == "slurm" else default_workers())
     if args.dry_run:
-        print(describe(jobs, workers))
+        print(describe(jobs, workers, stored_jobs(jobs)))
         return 0
     settings = WorkerSettings.of_this_process(args.threads)
     again = "call it again to go on from the runs stored so far"
@@ -210,16 +218,20 @@ def reproduce_main(argv: list[str]) -> int:
         with dask_client(args.scheduler, args.cluster, workers) as client:
             if dashboard_available():
                 say(f"reproduce: Dask dashboard at {client.dashboard_link}")
-            record = reproduce(jobs, client, settings)
+            record = reproduce(jobs, client, settings, whole=not args.only)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"reproduce: stopped at once, the running jobs are lost; {again}", file=sys.stderr)
         return 130
+    done = sum(job.name in record["jobs"] for job in jobs)
+    if args.only and done == len(jobs):
+        print(f"reproduce: the {len(jobs)} jobs selected are done ({record['wall_seconds'] / 3600:.2f} h of wall time "
+              "recorded so far)")
+        return 0
     if not record["finished"]:
-        print(f"reproduce: stopped after the running jobs ({len(record['jobs'])} of {len(jobs)} jobs done); {again}",
-              file=sys.stderr)
+        print(f"reproduce: stopped after the running jobs ({done} of {len(jobs)} jobs done); {again}", file=sys.stderr)
         return 130
     print(f"reproduce: {len(jobs)} jobs on {record['workers']} workers x {args.threads} threads "
           f"in {record['wall_seconds'] / 3600:.2f} h")

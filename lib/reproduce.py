@@ -87,41 +87,57 @@ class Scale:
     tuning_trials: int = tuning.TRIALS
 
 
-def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...]) -> None:
-    continual.run_specs(protocol, specs, progress=False)
+# Every job's function trains the runs of its job that are not stored yet, or, with train=False,
+# nothing; either way it returns whether all of them are stored (python -m lib reproduce --dry-run).
+def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...], train: bool = True) -> bool:
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
 
 
 def _train_energy(models: tuple[str, ...], weight_decays: tuple[float, ...], seeds: tuple[int, ...],
-                  protocol: energy.EnergyProtocol) -> None:
+                  protocol: energy.EnergyProtocol, train: bool = True) -> bool:
     """Chapter 2's runs of ``models``; the fixed model needs the presynaptic runs first (its matched p)."""
     presynaptic_runs = None
     for model in models:
+        if model == "fixed" and (presynaptic_runs is None or None in presynaptic_runs):
+            return False  # (only without training) its release probabilities are not known yet
         fixed_p = energy.matched_release(weight_decays, presynaptic_runs) if model == "fixed" else None
-        runs = energy.energy_sweep(model, weight_decays, seeds, protocol, fixed_p, progress=False)
+        runs = energy.energy_sweep(model, weight_decays, seeds, protocol, fixed_p, progress=False, train=train)
         if model == "presynaptic":
             presynaptic_runs = runs
+        if None in runs:
+            return False
+    return True
 
 
-def _train_robustness(seeds: tuple[int, ...], protocol: energy.EnergyProtocol) -> None:
+def _train_robustness(seeds: tuple[int, ...], protocol: energy.EnergyProtocol, train: bool = True) -> bool:
     """Chapter 3's presynaptic networks started from other release probabilities."""
     runs = [energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
     default = {energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
-    energy.run_energy([r for r in runs if r not in default], protocol, progress=False)
+    return None not in energy.run_energy([r for r in runs if r not in default], protocol, progress=False, train=train)
 
 
-def _search(protocol: continual.LifelongProtocol, n_trials: int) -> None:
-    search.random_search(protocol, n_trials, progress=False)
+def _search(protocol: continual.LifelongProtocol, n_trials: int, train: bool = True) -> bool:
+    rows = search.random_search(protocol, n_trials, progress=False, train=train)
+    return not any(math.isnan(row["average"]) for row in rows)
 
 
 def _train_chosen(chosen_by: tuning.Search, protocol: continual.LifelongProtocol, method: str,
-                  seeds: tuple[int, ...]) -> None:
+                  seeds: tuple[int, ...], train: bool = True) -> bool:
     """The runs of ``method`` on ``protocol``'s benchmark with the best settings of the search
     ``chosen_by``, whose trials the jobs before this one stored."""
     overrides = chosen_by.best()
     if overrides is None:
+        if not train:
+            return False
         raise RuntimeError(f"the search of {method} on {chosen_by.protocol.benchmark} has "
                            f"{chosen_by.n_stored()} of its {chosen_by.n_trials + 1} runs stored, not all")
-    continual.run_specs(protocol, [continual.RunSpec(method, s, overrides) for s in seeds], progress=False)
+    specs = [continual.RunSpec(method, s, overrides) for s in seeds]
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
+
+
+def stored_jobs(jobs: Sequence[Job]) -> set[str]:
+    """The names of the jobs whose runs are all stored (they would only load them)."""
+    return {job.name for job in jobs if job.function(*job.args, train=False)}
 
 
 def _run_cost(benchmark: str, method: str) -> float:
@@ -228,6 +244,23 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
         return chain[job.name]
 
     return sorted(jobs, key=lambda job: -ahead(job))
+
+
+def selected(jobs: Sequence[Job], patterns: Sequence[str]) -> list[Job]:
+    """The jobs whose names contain one of ``patterns``, and every job they wait for (and so on), in
+    the order of ``jobs``; a pattern that names no job raises :class:`ValueError`."""
+    unmatched = [p for p in patterns if not any(p in job.name for job in jobs)]
+    if unmatched:
+        raise ValueError(f"no job's name contains {', '.join(map(repr, unmatched))} (python -m lib reproduce --dry-run lists them)")
+    by_name = {job.name: job for job in jobs}
+    chosen = {job.name for job in jobs if any(p in job.name for p in patterns)}
+    todo = list(chosen)
+    while todo:
+        for name in by_name[todo.pop()].after:
+            if name not in chosen:
+                chosen.add(name)
+                todo.append(name)
+    return [job for job in jobs if job.name in chosen]
 
 
 # ------------------------------------------------------------------------------ the jobs on a Dask cluster
@@ -394,11 +427,6 @@ def _makespan(jobs: Sequence[Job], workers: int, done: set[str] = frozenset()) -
     return max(end.values(), default=0.0)
 
 
-def predicted_hours(jobs: Sequence[Job], workers: int) -> float:
-    """The wall time of ``jobs`` on ``workers`` single-threaded workers of the 2-core reference CPU."""
-    return _makespan(jobs, workers) * MINUTES_PER_COST / 60
-
-
 def _times_redone(client: Client, key: str) -> int:
     """How often the scheduler handed the task ``key`` to another worker because its worker died."""
     def suspicious(dask_scheduler: Any) -> int:  # a closure is sent by value: the scheduler need not import lib
@@ -408,7 +436,8 @@ def _times_redone(client: Client, key: str) -> int:
     return client.run_on_scheduler(suspicious)
 
 
-def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, log=sys.stderr) -> dict:
+def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, log=sys.stderr,
+              whole: bool = True) -> dict:
     """Run every job on the workers of ``client``'s cluster with ``settings``; return the timings.
 
     Jobs start in the order given, each once the jobs it waits for (``after``) have finished, one per
@@ -423,7 +452,9 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
     and jobs they finished keep their times (here they only load their stored runs, in a second or
     two). One line per finished job on ``log`` gives its time and the estimated time left, and a line
-    on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive).
+    on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive). With
+    ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
+    finished, so that the next call, of the rest, continues it.
 
     Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
     and be recorded, and returns the record with ``finished`` false; a second interrupt, or SIGTERM,
@@ -532,16 +563,19 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    record["finished"] = not waiting
+    record["finished"] = whole and not waiting
     save()
     return record
 
 
-def describe(jobs: Sequence[Job], workers: int) -> str:
-    """The jobs and their estimated times, one per line, and the predicted total (``--dry-run``)."""
+def describe(jobs: Sequence[Job], workers: int, stored: set[str] = frozenset()) -> str:
+    """The jobs and their estimated times, one per line, those named in ``stored`` marked as such, and
+    the predicted total of the others (``--dry-run``)."""
     lines = [f"{'minutes':>8}  job (estimated time on one single-threaded worker of the 2-core reference CPU)"]
-    lines += [f"{job.cost * MINUTES_PER_COST:8.1f}  {job.name}" for job in jobs]
-    total = sum(job.cost for job in jobs) * MINUTES_PER_COST / 60
-    lines.append(f"total: {len(jobs)} jobs, {total:.1f} worker-hours; about {predicted_hours(jobs, workers):.1f} h "
-                 f"of wall time on {workers} worker(s), longest job first")
+    lines += [f"{job.cost * MINUTES_PER_COST:8.1f}  {job.name}{'  (stored)' if job.name in stored else ''}" for job in jobs]
+    pending = [job for job in jobs if job.name not in stored]
+    total = sum(job.cost for job in pending) * MINUTES_PER_COST / 60
+    lines.append(f"total: {len(jobs)} jobs, {len(jobs) - len(pending)} of them stored; the other {len(pending)}: "
+                 f"{total:.1f} worker-hours, about {_makespan(pending, workers, set(stored)) * MINUTES_PER_COST / 60:.1f} h "
+                 f"of wall time on {workers} worker(s)")
     return "\n".join(lines)

@@ -108,7 +108,7 @@ def test_a_long_job_is_reported_while_it_runs(tmp_path, dask_workers, monkeypatc
 
 
 def test_a_job_starts_once_the_jobs_it_waits_for_have_finished(tmp_path, dask_workers):
-    jobs = [reproduce.Job("first", 3.0, _sleep, (1.5, tmp_path / "first.log")),
+    jobs = [reproduce.Job("first", 3.0, _sleep, (5.0, tmp_path / "first.log")),
             reproduce.Job("second", 2.0, _sleep, (0.1, tmp_path / "second.log"), after=("first",)),
             reproduce.Job("free", 1.0, _sleep, (0.1, tmp_path / "free.log"))]
     record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
@@ -188,11 +188,25 @@ def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, das
 
 def test_the_time_estimates_take_the_jobs_longest_first_on_every_worker():
     jobs = [reproduce.Job(name, cost, _sleep, ()) for name, cost in (("a", 6.0), ("b", 4.0), ("c", 3.0), ("d", 3.0))]
-    assert reproduce.predicted_hours(jobs, 2) == pytest.approx(9.0 * reproduce.MINUTES_PER_COST / 60)
-    assert reproduce.predicted_hours(jobs, 4) == pytest.approx(6.0 * reproduce.MINUTES_PER_COST / 60)
+    assert reproduce._makespan(jobs, 2) == 9.0 and reproduce._makespan(jobs, 4) == 6.0
     lines = reproduce.describe(jobs, 2).splitlines()
     assert "minutes" in lines[0] and lines[1].split() == [f"{6 * reproduce.MINUTES_PER_COST:.1f}", "a"]
-    assert lines[-1].startswith("total: 4 jobs")
+    assert lines[-1].startswith("total: 4 jobs, 0 of them stored; the other 4: ")
+    assert f"about {9.0 * reproduce.MINUTES_PER_COST / 60:.1f} h of wall time on 2 worker(s)" in lines[-1]
+    lines = reproduce.describe(jobs, 2, stored={"a"}).splitlines()  # b, c and d left: 4 | 3 + 3
+    assert lines[1].endswith("a  (stored)") and lines[-1].startswith("total: 4 jobs, 1 of them stored; the other 3: ")
+    assert f"about {6.0 * reproduce.MINUTES_PER_COST / 60:.1f} h" in lines[-1]
+
+
+def test_the_dry_run_finds_the_jobs_whose_runs_are_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    scale = reproduce.Scale(seeds=(0,), epochs_per_task=1, subset=200, eval_samples=1, benchmarks=("split_mnist",))
+    jobs = [job for job in reproduce.all_jobs(scale) if job.name in ("split_mnist sgd", "split_mnist joint",
+                                                                     "split_mnist ewc tuned")]
+    assert len(jobs) == 3 and reproduce.stored_jobs(jobs) == set()
+    sgd = next(job for job in jobs if job.name == "split_mnist sgd")
+    assert sgd.function(*sgd.args) is True  # trains its run
+    assert reproduce.stored_jobs(jobs) == {"split_mnist sgd"}
 
 
 # The two tests that end workers come last: a fresh worker takes seconds to import torch again.

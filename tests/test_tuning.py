@@ -99,3 +99,30 @@ def test_the_time_estimate_lets_a_job_wait_for_the_jobs_it_needs():
     assert reproduce._makespan(jobs, 2, done={"a"}) == 1.0
     with pytest.raises(ValueError, match="waits for"):
         reproduce._makespan([job("b", 1.0, ("a",))], 1)
+
+
+def test_a_selection_of_jobs_brings_the_jobs_they_need(capsys):
+    jobs = reproduce.all_jobs()
+    chosen = reproduce.selected(jobs, ["perm_fmnist ewc tuned"])
+    names = [job.name for job in chosen]
+    assert names[-1] == "perm_fmnist ewc tuned" and "perm_fmnist ewc" in names and "perm_mnist ewc" in names
+    assert sum(name.startswith("perm_mnist ewc search") for name in names) == 3 and len(names) == 6
+    assert [job.name for job in jobs if job.name in names] == names  # in the order of all jobs
+    with pytest.raises(ValueError, match="no job's name contains 'bogus'"):
+        reproduce.selected(jobs, ["ewc", "bogus"])
+    from tests.test_cli import one_line_error
+    assert "no job's name contains 'bogus'" in one_line_error(capsys, ["reproduce", "--only", "bogus", "--dry-run"])
+    capsys.readouterr()
+    from lib.__main__ import main
+    assert main(["reproduce", "--only", "split_mnist ewc oracle", "--dry-run"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1].startswith("total: 3 jobs") and listed[1].split()[-3:] == ["ewc", "search", "1-16"]
+
+
+def test_a_partial_call_leaves_the_record_open_for_the_rest(tmp_path, dask_workers):
+    from tests.test_reproduce import _sleep, settings
+    jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.1,)) for k in range(3)]
+    part = reproduce.reproduce(jobs[:1], dask_workers, settings(tmp_path), whole=False)
+    assert not part["finished"] and part["calls"] == 1
+    rest = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    assert rest["finished"] and rest["calls"] == 2 and set(rest["jobs"]) == {job.name for job in jobs}
