@@ -93,6 +93,25 @@ METHOD_LABELS = {"presynaptic": "presynaptic", "no_consolidation": "no consolida
                  "no_freeze_no_lr_modulation": "neither", "ghost": "ghost $p$"}
 
 
+def what_label(what: Hashable) -> str:
+    """The name on the page of a key of :func:`chapter_specs`: a method, ``("tuned", method)``,
+    ``("oracle", method)`` or ``("ewc", lambda)``."""
+    if isinstance(what, str):
+        return METHOD_LABELS[what]
+    kind, value = what
+    if kind == "ewc":
+        return f"EWC, $\\lambda$ = {value:g}"
+    return f"{METHOD_LABELS[value]}, {'tuned' if kind == 'tuned' else 'tuned on this benchmark'}"
+
+
+def what_name(what: Hashable) -> str:
+    """A key of :func:`chapter_specs` as one plain word (``ewc``, ``tuned:ewc``, ``ewc_lambda=10``)."""
+    if isinstance(what, str):
+        return what
+    kind, value = what
+    return f"ewc_lambda={value:g}" if kind == "ewc" else f"{kind}:{value}"
+
+
 def family(benchmark: str) -> str:
     """``"split"`` or ``"perm"``: which of the authors' settings a benchmark uses."""
     check_benchmark(benchmark)
@@ -413,6 +432,13 @@ class ChapterRuns:
         stored = self.results.get(benchmark, {}).get(what, {})
         return [stored[s] for s in self.seeds if s in stored]
 
+    def compared(self, benchmark: str, method: str) -> Hashable:
+        """What stands for ``method`` in the comparison of methods: its tuned runs (:mod:`lib.tuning`)
+        where every seed of them is stored, else the method with its own settings."""
+        tuned = ("tuned", method)
+        stored = self.results.get(benchmark, {}).get(tuned, {})
+        return tuned if stored and len(stored) == len(self.seeds) else method
+
     def averages(self, benchmark: str, what: Hashable) -> np.ndarray:
         """Average accuracy over all tasks after the last task, in %, one value per stored seed."""
         return np.array([100 * r["average"] for r in self.runs(benchmark, what)])
@@ -446,13 +472,19 @@ class ChapterRuns:
             if len(ours):
                 facts.append(f"* **{name}, presynaptic:** {fmt(ours)} % here against {table[b]['presynaptic'].text(2)} % "
                              f"in the paper ({signed(ours.mean() - table[b]['presynaptic'].mean)} points).")
-            ranked = [m for m in ("presynaptic", "bgd", "ewc") if len(self.averages(b, m))]
+            ranked = [m for m in ("presynaptic", "bgd", "ewc") if len(self.averages(b, self.compared(b, m)))]
             if len(ranked) > 1:
-                ours_order = sorted(ranked, key=lambda m: -self.averages(b, m).mean())
+                ours_order = sorted(ranked, key=lambda m: -self.averages(b, self.compared(b, m)).mean())
                 paper_order = sorted(ranked, key=lambda m: -table[b][m].mean)
                 facts.append(f"* **{name}, ranking of presynaptic, BGD and EWC:** "
-                             f"{' > '.join(METHOD_LABELS[m] for m in ours_order)} here, "
+                             f"{' > '.join(what_label(self.compared(b, m)) for m in ours_order)} here, "
                              f"{' > '.join(METHOD_LABELS[m] for m in paper_order)} in the paper.")
+            for m in ("presynaptic", "ewc", "bgd"):
+                tuned, own = self.averages(b, ("tuned", m)), self.averages(b, m)
+                if self.compared(b, m) != m and len(own) and not np.array_equal(tuned, own):  # (equal: own settings won)
+                    facts.append(f"* **{name}, {METHOD_LABELS[m]} tuned:** {fmt(tuned)} % against {fmt(own)} % with its "
+                                 f"own settings ({signed(tuned.mean() - own.mean())} points; paper "
+                                 f"{table[b][m].text(2)} %).")
             no_consolidation = table[b]["no consolidation"].mean
             for m in ("sgd", "no_consolidation"):
                 if (measured := self.measures(b, m)) is not None:

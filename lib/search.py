@@ -73,6 +73,13 @@ class SearchSpace:
         if not self.lr or any(lr <= 0 for lr in self.lr):
             raise ValueError(f"lr must list positive learning rates, got {self.lr}")
 
+    def describe(self) -> str:
+        """The space in words (MyST Markdown)."""
+        freeze = "" if self.p_freeze is None else f", $p_\\text{{freeze}} \\sim U({self.p_freeze[0]:g}, {self.p_freeze[1]:g})$"
+        return (f"$p_\\text{{up}} \\sim U({self.p_up[0]:g}, {self.p_up[1]:g})$, "
+                f"$p_\\text{{down}} \\sim U({self.p_down[0]:g}, {self.p_down[1]:g})${freeze}, "
+                f"$\\eta_0 \\in \\{{{', '.join(f'{lr:g}' for lr in self.lr)}\\}}$")
+
     def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
         drawn = {"p_up": rng.uniform(*self.p_up), "p_down": rng.uniform(*self.p_down)}
         if self.p_freeze is not None:
@@ -106,6 +113,16 @@ class EWCSpace:
         _check_choices("optimizer", self.optimizer, ("adam", "sgd"))
         _check_positive_range("lr", self.lr)
 
+    def describe(self) -> str:
+        """The space in words (MyST Markdown)."""
+        modes = {"offline": "offline (one penalty per past task, anchored at that task's parameters)",
+                 "online": f"online (one running Fisher information decayed by $\\gamma \\sim U({self.ewc_gamma[0]:g}, "
+                           f"{self.ewc_gamma[1]:g})$, anchored at the latest parameters)"}
+        optimizers = " or ".join("Adam" if o == "adam" else "SGD" for o in self.optimizer)
+        return (f"{' or '.join(modes[m] for m in self.ewc_mode)}; $\\lambda$ log-uniform in "
+                f"[{self.ewc_lambda[0]:g}, {self.ewc_lambda[1]:g}]; {optimizers} with a learning rate log-uniform in "
+                f"[{self.lr[0]:g}, {self.lr[1]:g}]")
+
     def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
         mode = _choice(rng, self.ewc_mode)
         gamma = rng.uniform(*self.ewc_gamma)
@@ -137,6 +154,14 @@ class BGDSpace:
         _check_choices("mean_init", self.mean_init, ("torch", "reference"))
         if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.batch_size):
             raise ValueError(f"batch_size must list positive integers, got {self.batch_size}")
+
+    def describe(self) -> str:
+        """The space in words (MyST Markdown)."""
+        means = {"torch": "PyTorch's default", "reference": "the reference code's (Xavier-normal)"}
+        batches = f"; batches of {' or '.join(map(str, self.batch_size))}" if self.batch_size else ""
+        return (f"$\\sigma_0$ log-uniform in [{self.std_init[0]:g}, {self.std_init[1]:g}]; $\\eta$ log-uniform in "
+                f"[{self.mean_eta[0]:g}, {self.mean_eta[1]:g}]; initial means {' or '.join(means[m] for m in self.mean_init)}"
+                f"{batches}")
 
     def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
         drawn = {"std_init": _log_uniform(rng, self.std_init), "mean_eta": _log_uniform(rng, self.mean_eta),

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .continual import LifelongProtocol, RunSpec, check_method, run_specs
-from .search import Trial, trial_specs
+from .continual import METHOD_LABELS, LifelongProtocol, RunSpec, check_method, method_config, run_specs, settings_text
+from .search import Trial, default_space, trial_specs
 
 TUNING_BENCHMARK = "perm_mnist"
 TUNED_METHODS = ("presynaptic", "ewc", "bgd")
@@ -87,3 +87,67 @@ def oracle_search(method: str, protocol: LifelongProtocol, n_trials: int = TRIAL
         return None
     return Search(protocol, method, n_trials)
 
+
+
+def spaces_markdown() -> str:
+    """What each tuned method's search draws, and its own settings on the tuning benchmark, one bullet
+    each (MyST Markdown)."""
+    names = {"presynaptic": ("p_up", "p_down", "p_freeze", "lr"), "ewc": ("ewc_mode", "ewc_lambda", "optimizer", "lr"),
+             "bgd": ("std_init", "mean_eta", "mean_init")}
+    lines = []
+    for method in TUNED_METHODS:
+        own = method_config(method, TUNING_BENCHMARK, 0)
+        extra = ", batch_size = 100" if method == "bgd" else ""
+        lines.append(f"* **{METHOD_LABELS[method]}**: {default_space(method).describe()}. Its own settings: "
+                     f"{settings_text(tuple((k, getattr(own, k)) for k in names[method]))}{extra}.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ChapterSearches:
+    """Chapter 5's searches: ``tuning[method]`` on the tuning benchmark, and ``oracles[benchmark][method]``
+    on each benchmark of :data:`ORACLE_BENCHMARKS` shown (the tuning benchmark's is its tuning search)."""
+
+    tuning: dict[str, Search]
+    oracles: dict[str, dict[str, Search]]
+
+    @property
+    def tuned(self) -> dict[str, Trial]:
+        """Each method's settings on every benchmark: the best of its tuning search, where that is complete."""
+        return {m: best for m, search in self.tuning.items() if (best := search.best()) is not None}
+
+    @property
+    def oracle(self) -> dict[str, dict[str, Trial]]:
+        """Per benchmark, each method's settings from the search on that benchmark, where complete."""
+        return {b: {m: best for m, search in searches.items() if (best := search.best()) is not None}
+                for b, searches in self.oracles.items()}
+
+    def markdown(self) -> str:
+        """A table of the tuning searches (MyST Markdown): per method, the candidates stored, the
+        accuracy of the method's own settings, that of the best drawn trial, and the settings chosen."""
+        rows = ["| method | runs stored | own settings (%) | best of the drawn trials (%) | chosen |", "|---|---|---|---|---|"]
+        for method, search in self.tuning.items():
+            averages = search.averages()
+            own, drawn = averages[-1], [a for a in averages[:-1] if not math.isnan(a)]
+            best = search.best()
+            chosen = ("not yet: the search is incomplete" if best is None else "its own settings" if best == ()
+                      else settings_text(best))
+            rows.append(f"| {METHOD_LABELS[method]} | {search.n_stored()} of {search.n_trials + 1} | "
+                        f"{'—' if math.isnan(own) else f'{100 * own:.2f}'} | "
+                        f"{f'{100 * max(drawn):.2f}' if drawn else '—'} | {chosen} |")
+        return "\n".join(rows)
+
+
+def chapter_searches(protocols: list[LifelongProtocol], n_trials: int = TRIALS, *, train: bool = False) -> ChapterSearches:
+    """The searches of every tuned method for the chapter's ``protocols`` (their scale: epochs, subset,
+    test passes); ``train=True`` trains the runs of those not complete first."""
+    tuning = {m: tuning_search(m, protocols[0], n_trials) for m in TUNED_METHODS}
+    oracles = {}
+    for protocol in protocols:
+        found = {m: oracle_search(m, protocol, n_trials) for m in TUNED_METHODS}
+        if all(search is not None for search in found.values()):
+            oracles[protocol.benchmark] = found
+    if train:
+        for search in [*tuning.values(), *(s for found in oracles.values() for s in found.values())]:
+            run_specs(search.protocol, search.specs)
+    return ChapterSearches(tuning, oracles)

@@ -126,3 +126,36 @@ def test_a_partial_call_leaves_the_record_open_for_the_rest(tmp_path, dask_worke
     assert not part["finished"] and part["calls"] == 1
     rest = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
     assert rest["finished"] and rest["calls"] == 2 and set(rest["jobs"]) == {job.name for job in jobs}
+
+
+def test_the_keys_of_the_chapter_have_names_for_the_page_and_for_the_check_output():
+    assert continual.what_label("ewc") == "EWC" and continual.what_label(("tuned", "bgd")) == "BGD, tuned"
+    assert continual.what_label(("oracle", "ewc")) == "EWC, tuned on this benchmark"
+    assert continual.what_label(("ewc", 30.0)) == "EWC, $\\lambda$ = 30"
+    assert [continual.what_name(w) for w in ("sgd", ("tuned", "ewc"), ("ewc", 10.0))] == ["sgd", "tuned:ewc", "ewc_lambda=10"]
+
+
+def test_the_comparison_takes_the_tuned_runs_once_every_seed_is_stored():
+    run = {"average": 0.5, "accuracy": [[0.5]]}
+    stored = continual.ChapterRuns((0, 1), {"split_mnist": PROTOCOL},
+                                   {"split_mnist": {"ewc": {0: run, 1: run}, ("tuned", "ewc"): {0: run},
+                                                    "bgd": {0: run, 1: run}, ("tuned", "bgd"): {0: run, 1: run}}},
+                                   {("split_mnist", "ewc", (("lr", 0.1),)): (1,)}, 8)
+    assert stored.compared("split_mnist", "ewc") == "ewc" and stored.compared("split_mnist", "bgd") == ("tuned", "bgd")
+    assert stored.compared("split_mnist", "presynaptic") == "presynaptic"
+
+
+def test_the_spaces_and_the_searches_are_described_from_their_values(monkeypatch):
+    text = tuning.spaces_markdown()
+    assert all(default_space(m).describe() in text for m in tuning.TUNED_METHODS)
+    assert "[1, 100000]" in text and "p_freeze = 0.9353" in text and "ewc_lambda = 10," in text
+    searches = tuning.chapter_searches([LifelongProtocol("split_mnist"), LifelongProtocol("perm_fmnist")], 2)
+    assert set(searches.tuning) == set(tuning.TUNED_METHODS) and set(searches.oracles) == {"split_mnist"}
+    assert all(s.protocol.benchmark == "perm_mnist" for s in searches.tuning.values())
+    values = {"presynaptic": [0.8, 0.9, 0.85], "ewc": [0.6, math.nan, 0.7], "bgd": [0.5, 0.6, 0.7]}
+    monkeypatch.setattr(tuning.Search, "averages", lambda self: values[self.method])
+    rows = searches.markdown().splitlines()
+    assert rows[2].startswith("| presynaptic | 3 of 3 | 85.00 | 90.00 | p_up = ")
+    assert rows[3] == "| EWC | 2 of 3 | 70.00 | 60.00 | not yet: the search is incomplete |"
+    assert rows[4] == "| BGD | 3 of 3 | 70.00 | 60.00 | its own settings |"
+    assert searches.tuned == {"presynaptic": searches.tuning["presynaptic"].specs[1].overrides, "bgd": ()}
