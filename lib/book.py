@@ -116,3 +116,57 @@ def panel_grid(n: int, width: float = 4.0, height: float = 3.2):
 def figsize(height: float, width: float = FIGURE_WIDTH) -> tuple[float, float]:
     """A figure size in inches, at most :data:`FIGURE_WIDTH` wide."""
     return min(width, FIGURE_WIDTH), height
+
+
+def task_ticks(n: int, most: int = 5) -> list[int]:
+    """Tick positions for tasks 1 to ``n``: every task when there are at most ``most``, else the first
+    task, the last one and evenly spaced ones between (an integer step), at most ``most`` in all, so that
+    9-point labels stay apart in a panel about 2 inches wide (10 tasks: 1, 4, 7, 10)."""
+    if n <= most:
+        return list(range(1, n + 1))
+    step = next((s for s in range(2, n) if (n - 1) % s == 0 and (n - 1) // s + 1 <= most and (n - 1) // s >= 2), None)
+    if step is None:  # no step reaches the last task with three ticks or more: evenly spaced from the first
+        step = -(-(n - 1) // (most - 1))
+    return list(range(1, n + 1, step))
+
+
+def task_matrices(first: tuple[str, np.ndarray], second: tuple[str, np.ndarray], difference_title: str, *,
+                  label: str = "accuracy (%)", limits: tuple[float, float] = (0.0, 100.0),
+                  difference_label: str = "difference (points)", least_difference: float = 1.0,
+                  height: float = 3.0):
+    """Two matrices of a value per tested task (rows) after each task learned (columns), as heat maps side
+    by side with one colour bar (``label``, ``limits``), and their difference (first − second) in a third
+    panel with a colour bar of its own, symmetric about 0 and reaching at least ``least_difference``.
+    ``first`` and ``second`` are (title, matrix).
+
+    The figure is laid out by matplotlib's constrained layout, so that each colour bar and its label keep
+    clear of the next panel; the tasks are ticked by :func:`task_ticks` at the style's 9 points (up to 10
+    tested tasks each labelled, the tasks learned at most 5 labels in a panel's width). Returns the figure
+    and its three heat-map axes.
+    """
+    import matplotlib.pyplot as plt
+
+    (title_a, a), (title_b, b) = first, second
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"two matrices of the same shape are needed, got {a.shape} and {b.shape}")
+    n_tested, n_learned = a.shape
+    extent = (0.5, n_learned + 0.5, n_tested + 0.5, 0.5)
+    fig, axes = plt.subplots(1, 3, figsize=figsize(height), sharey=True, layout="constrained")
+    for ax, matrix, title in ((axes[0], a, title_a), (axes[1], b, title_b)):
+        image = ax.imshow(matrix, extent=extent, vmin=limits[0], vmax=limits[1], cmap="viridis",
+                          interpolation="nearest", aspect="auto")
+        ax.set_title(title, loc="left")
+    fig.colorbar(image, ax=axes[:2], label=label)
+    difference = a - b
+    bound = max(float(np.nanmax(np.abs(difference), initial=0.0)), least_difference)
+    image = axes[2].imshow(difference, extent=extent, vmin=-bound, vmax=bound, cmap="RdBu_r",
+                           interpolation="nearest", aspect="auto")
+    axes[2].set_title(difference_title, loc="left")
+    fig.colorbar(image, ax=axes[2], label=difference_label)
+    for ax in axes:
+        ax.set_xticks(task_ticks(n_learned))
+        ax.set_yticks(task_ticks(n_tested, most=10))  # rows are 9-point lines apart: every one of 10 tasks fits
+        ax.set_xlabel("tasks learned")
+    axes[0].set_ylabel("tested task")
+    return fig, list(axes)
