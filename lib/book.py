@@ -130,43 +130,40 @@ def task_ticks(n: int, most: int = 5) -> list[int]:
     return list(range(1, n + 1, step))
 
 
-def task_matrices(first: tuple[str, np.ndarray], second: tuple[str, np.ndarray], difference_title: str, *,
-                  label: str = "accuracy (%)", limits: tuple[float, float] = (0.0, 100.0),
+def task_matrices(first: tuple[str, np.ndarray], second: tuple[str, np.ndarray], difference: tuple[str, np.ndarray],
+                  *, label: str = "accuracy (%)", limits: tuple[float, float] = (0.0, 100.0),
                   difference_label: str = "difference (points)", least_difference: float = 1.0,
-                  height: float = 3.0):
-    """Two matrices of a value per tested task (rows) after each task learned (columns), as heat maps side
-    by side with one colour bar (``label``, ``limits``), and their difference (first − second) in a third
-    panel with a colour bar of its own, symmetric about 0 and reaching at least ``least_difference``.
-    ``first`` and ``second`` are (title, matrix).
+                  xlabel: str = "tasks learned", xticks: list[int] | None = None, height: float = 3.0):
+    """Two matrices of a value per tested task (rows) after each task learned (or each step, columns) as heat
+    maps side by side with one colour bar (``label``, ``limits``), and a difference of the two in a third
+    panel with a colour bar of its own, symmetric about 0 and reaching at least ``least_difference``. Each
+    of ``first``, ``second`` and ``difference`` is (title, matrix).
 
     The figure is laid out by matplotlib's constrained layout, so that each colour bar and its label keep
-    clear of the next panel; the tasks are ticked by :func:`task_ticks` at the style's 9 points (up to 10
-    tested tasks each labelled, the tasks learned at most 5 labels in a panel's width). Returns the figure
-    and its three heat-map axes.
+    clear of the next panel. Its text is at the style's 9 points or more: every tested task is labelled (up
+    to 10), the columns at ``xticks`` or, by default, at :func:`task_ticks` (at most 5 labels across a
+    panel). Returns the figure and its three heat-map axes.
     """
     import matplotlib.pyplot as plt
 
-    (title_a, a), (title_b, b) = first, second
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"two matrices of the same shape are needed, got {a.shape} and {b.shape}")
-    n_tested, n_learned = a.shape
-    extent = (0.5, n_learned + 0.5, n_tested + 0.5, 0.5)
+    matrices = [np.asarray(m, dtype=float) for _, m in (first, second, difference)]
+    if matrices[0].ndim != 2 or any(m.shape != matrices[0].shape for m in matrices):
+        raise ValueError(f"three matrices of the same shape are needed, got {[m.shape for m in matrices]}")
+    n_tested, n_columns = matrices[0].shape
+    extent = (0.5, n_columns + 0.5, n_tested + 0.5, 0.5)
     fig, axes = plt.subplots(1, 3, figsize=figsize(height), sharey=True, layout="constrained")
-    for ax, matrix, title in ((axes[0], a, title_a), (axes[1], b, title_b)):
-        image = ax.imshow(matrix, extent=extent, vmin=limits[0], vmax=limits[1], cmap="viridis",
-                          interpolation="nearest", aspect="auto")
+    bound = max(float(np.nanmax(np.abs(matrices[2]), initial=0.0)), least_difference)
+    for ax, matrix, (title, _), (vmin, vmax), cmap in zip(axes, matrices, (first, second, difference),
+                                                          (limits, limits, (-bound, bound)),
+                                                          ("viridis", "viridis", "RdBu_r")):
+        image = ax.imshow(matrix, extent=extent, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest",
+                          aspect="auto")
         ax.set_title(title, loc="left")
-    fig.colorbar(image, ax=axes[:2], label=label)
-    difference = a - b
-    bound = max(float(np.nanmax(np.abs(difference), initial=0.0)), least_difference)
-    image = axes[2].imshow(difference, extent=extent, vmin=-bound, vmax=bound, cmap="RdBu_r",
-                           interpolation="nearest", aspect="auto")
-    axes[2].set_title(difference_title, loc="left")
-    fig.colorbar(image, ax=axes[2], label=difference_label)
-    for ax in axes:
-        ax.set_xticks(task_ticks(n_learned))
+        ax.set_xticks(task_ticks(n_columns) if xticks is None else xticks)
         ax.set_yticks(task_ticks(n_tested, most=10))  # rows are 9-point lines apart: every one of 10 tasks fits
-        ax.set_xlabel("tasks learned")
+        ax.set_xlabel(xlabel)
+        if ax is axes[1]:
+            fig.colorbar(image, ax=axes[:2], label=label)
+    fig.colorbar(image, ax=axes[2], label=difference_label)
     axes[0].set_ylabel("tested task")
     return fig, list(axes)

@@ -96,7 +96,7 @@ def test_task_matrices_keep_every_label_clear_of_the_others_and_at_9_points(n):
     book.style()
     rng = np.random.default_rng(0)
     a, b = 100 * rng.random((n, n)), 100 * rng.random((n, n))
-    fig, axes = book.task_matrices(("presynaptic", a), ("standard (deterministic)", b), "presynaptic − standard")
+    fig, axes = book.task_matrices(("presynaptic", a), ("standard (deterministic)", b), ("presynaptic − standard", a - b))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     texts = [(ax, t, t.get_window_extent(renderer)) for ax, t in _texts(fig)]
@@ -116,4 +116,4 @@ def test_task_matrices_keep_every_label_clear_of_the_others_and_at_9_points(n):
     assert axes[2].images[0].get_clim() == pytest.approx((-np.abs(a - b).max(), np.abs(a - b).max()))
     plt.close(fig)
     with pytest.raises(ValueError, match="same shape"):
-        book.task_matrices(("a", a), ("b", b[:-1]), "a − b")
+        book.task_matrices(("a", a), ("b", b[:-1]), ("a − b", a - b))
