@@ -4,7 +4,8 @@ text, library source on the page, figure style.
 Every chapter averages its runs over seeds and shows mean ± standard error of the mean (s.e.m., the
 error the paper's figure legends give); :func:`mean_sem` and :func:`mean_sem_text` are the one
 definition of both, :func:`seeds_text` says when seeds are missing. Differences are compared by the
-authors' test, a two-sample t-test with equal variances (:func:`ttest`, :func:`stars`). :func:`style` sets the look and the size of every figure: at most
+authors' test, a two-sample t-test with equal variances (:func:`ttest`, :func:`stars`). :func:`task_matrices`
+draws the task-by-task heat maps of chapters 5 and 6. :func:`style` sets the look and the size of every figure: at most
 :data:`FIGURE_WIDTH` inches wide with text of at least 9 points, drawn at :data:`DPI` dots per inch,
 so that the smallest text of a figure is 9 px or more and sharp when the page is 1,280 px wide.
 """
@@ -119,9 +120,10 @@ def figsize(height: float, width: float = FIGURE_WIDTH) -> tuple[float, float]:
 
 
 def task_ticks(n: int, most: int = 5) -> list[int]:
-    """Tick positions for tasks 1 to ``n``: every task when there are at most ``most``, else the first
-    task, the last one and evenly spaced ones between (an integer step), at most ``most`` in all, so that
-    9-point labels stay apart in a panel about 2 inches wide (10 tasks: 1, 4, 7, 10)."""
+    """Tick positions for tasks 1 to ``n``, at most ``most`` of them, so that 9-point labels stay apart in a
+    panel about 2 inches wide: every task when there are at most ``most``, else the first task, the last one
+    and evenly spaced ones between (10 tasks: 1, 4, 7, 10), or, where no integer step leads from the first
+    to the last task in three ticks or more, evenly spaced ones from the first (20 tasks: 1, 6, 11, 16)."""
     if n <= most:
         return list(range(1, n + 1))
     step = next((s for s in range(2, n) if (n - 1) % s == 0 and (n - 1) // s + 1 <= most and (n - 1) // s >= 2), None)
