@@ -127,12 +127,12 @@ class Agreement:
 
     @property
     def relative_difference(self) -> float | None:
-        """``|other - reference| / |reference|`` of the number that differs most, where its quantity has a
+        """``(other - reference) / |reference|`` of the number that differs most, where its quantity has a
         true zero (:attr:`Quantity.ratio_scale`) and the reference is not 0; else None."""
         q, a, b = self.quantity, self.reference_value, self.other_value
         if q is None or not q.ratio_scale or a is None or b is None or a == 0:
             return None
-        return abs(b - a) / abs(a)
+        return (b - a) / abs(a)
 
 
 def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -253,28 +253,30 @@ def _value(x: float) -> str:
 
 def describe_agreement(agreements: Sequence[Agreement]) -> str:
     """Two Markdown tables of :func:`compare_results`: the runs compared per experiment, and for each
-    experiment with a run that differs, the number that differs most with its unit, its value in both
-    folders and its absolute and (where meaningful) relative difference."""
+    experiment with a run that differs, the number that differs most with its unit, its value in the
+    reference and in the compared folder, and their difference (compared − reference), with its size
+    relative to the reference where that means something. Five columns: the table fits the book's text
+    column."""
     lines = ["| experiment | runs compared | identical bit for bit | stored only in the reference |",
              "|---|---|---|---|"]
     lines += [f"| {a.experiment} | {a.compared} | {a.identical} | {a.missing} |" for a in agreements]
     differing = [a for a in agreements if a.identical < a.compared]
     if not differing:
         return "\n".join(lines)
-    lines += ["", "| experiment | number that differs most | unit | reference | compared | difference | relative difference |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| experiment | number that differs most | unit | reference → compared | difference (relative) |",
+              "|---|---|---|---|---|"]
     for a in differing:
         q = a.quantity
         what = f"{q.label}, `{a.place}`" if q is not None else "not recorded"
         unit = q.unit if q is not None else "not recorded"
         if a.reference_value is None or a.other_value is None:
-            values = "— | —"
+            values = "—"
             difference = "structure or a non-numeric entry differs" if math.isinf(a.largest_difference) else \
                 _value(a.largest_difference) + " (absolute)"
         else:
-            values = f"{_value(a.reference_value)} | {_value(a.other_value)}"
+            values = f"{_value(a.reference_value)} → {_value(a.other_value)}"
             difference = f"{a.other_value - a.reference_value:+.3g}".replace("-", "−")
-        relative = a.relative_difference
-        lines.append(f"| {a.experiment} | {what} | {unit} | {values} | {difference} | "
-                     f"{'—' if relative is None else f'{100 * relative:.2g} %'} |")
+            if (relative := a.relative_difference) is not None:
+                difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
+        lines.append(f"| {a.experiment} | {what} | {unit} | {values} | {difference} |")
     return "\n".join(lines)
