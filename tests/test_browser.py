@@ -8,7 +8,8 @@ width of 1,280 px and, once MathJax has typeset it, checked for:
 * MathJax errors (a formula that does not typeset) and raw math left in the text (``\\(``, ``$``, ...);
 * requests to another host (the pages must work offline: scripts, styles, fonts and MathJax included);
 * broken internal links (missing page or anchor) and images or other files that do not load;
-* content wider than the window (a horizontal scroll bar at 1,280 px), and figures shown so small
+* content wider than the window (a horizontal scroll bar at 1,280 px), tables wider than the text
+  column (which the theme cuts off and scrolls sideways; code listings may scroll), and figures shown so small
   that their smallest text (9 points, :mod:`lib.book`) is below 9 px;
 * a screenshot laid out otherwise than the window (a side bar or the article moved for the capture).
 
@@ -150,8 +151,13 @@ const done = arguments[arguments.length - 1];
   // figures drawn by the chapters: displayed width over the PNG's own width
   const figures = [...document.querySelectorAll("main img")].filter(img => /\/_images\/.*\.png$/.test(img.src)).map(
     img => ({src: img.src.split("/").pop(), scale: img.getBoundingClientRect().width / img.naturalWidth}));
+  // tables that do not fit their text column (the theme lets them scroll sideways, cutting them off)
+  const wideTables = [...document.querySelectorAll("article table")].filter(
+    t => t.getBoundingClientRect().width > t.parentElement.clientWidth + 1).map(
+    t => `${t.querySelector("th, td")?.textContent.trim()}: ${Math.round(t.getBoundingClientRect().width)} px > ${t.parentElement.clientWidth} px`);
   const root = document.documentElement;
   done({
+    wideTables: wideTables,
     mathjax: !!(window.MathJax && MathJax.startup),
     mathErrors: errors, rawMath: rawMath, brokenImages: brokenImages, links: links, figures: figures,
     scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, height: root.scrollHeight,
@@ -288,6 +294,7 @@ def test_page_in_the_browser(page, book_html, server, browser):
         "wider than the window": ([f"{state['scrollWidth']} px > {state['clientWidth']} px"]
                                   if state["scrollWidth"] > state["clientWidth"] else []),
         "laid out otherwise in the screenshot": moved,
+        "tables wider than the text column": state["wideTables"],
         # text of book.STYLE's smallest size (9 pt at book.DPI) must be shown at 9 px or more
         "figure text below 9 px": [f"{f['src']}: {f['scale'] * MIN_TEXT_PX_AT_SCALE_1:.1f} px"
                                    for f in state["figures"] if f["scale"] * MIN_TEXT_PX_AT_SCALE_1 < 9],
