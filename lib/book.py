@@ -4,7 +4,8 @@ text, library source on the page, figure style.
 Every chapter averages its runs over seeds and shows mean ± standard error of the mean (s.e.m., the
 error the paper's figure legends give); :func:`mean_sem` and :func:`mean_sem_text` are the one
 definition of both, :func:`seeds_text` says when seeds are missing. Differences are compared by the
-authors' test, a two-sample t-test with equal variances (:func:`ttest`, :func:`stars`). :func:`style` sets the look and the size of every figure: at most
+authors' test, a two-sample t-test with equal variances (:func:`ttest`, :func:`stars`). :func:`task_matrices`
+draws the task-by-task heat maps of chapters 5 and 6. :func:`style` sets the look and the size of every figure: at most
 :data:`FIGURE_WIDTH` inches wide with text of at least 9 points, drawn at :data:`DPI` dots per inch,
 so that the smallest text of a figure is 9 px or more and sharp when the page is 1,280 px wide.
 """
@@ -116,3 +117,55 @@ def panel_grid(n: int, width: float = 4.0, height: float = 3.2):
 def figsize(height: float, width: float = FIGURE_WIDTH) -> tuple[float, float]:
     """A figure size in inches, at most :data:`FIGURE_WIDTH` wide."""
     return min(width, FIGURE_WIDTH), height
+
+
+def task_ticks(n: int, most: int = 5) -> list[int]:
+    """Tick positions for tasks 1 to ``n``, at most ``most`` of them, so that 9-point labels stay apart in a
+    panel about 2 inches wide: every task when there are at most ``most``, else the first task, the last one
+    and evenly spaced ones between (10 tasks: 1, 4, 7, 10), or, where no integer step leads from the first
+    to the last task in three ticks or more, evenly spaced ones from the first (20 tasks: 1, 6, 11, 16)."""
+    if n <= most:
+        return list(range(1, n + 1))
+    step = next((s for s in range(2, n) if (n - 1) % s == 0 and (n - 1) // s + 1 <= most and (n - 1) // s >= 2), None)
+    if step is None:  # no step reaches the last task with three ticks or more: evenly spaced from the first
+        step = -(-(n - 1) // (most - 1))
+    return list(range(1, n + 1, step))
+
+
+def task_matrices(first: tuple[str, np.ndarray], second: tuple[str, np.ndarray], difference: tuple[str, np.ndarray],
+                  *, label: str = "accuracy (%)", limits: tuple[float, float] = (0.0, 100.0),
+                  difference_label: str = "difference (points)", least_difference: float = 1.0,
+                  xlabel: str = "tasks learned", xticks: list[int] | None = None, height: float = 3.0):
+    """Two matrices of a value per tested task (rows) after each task learned (or each step, columns) as heat
+    maps side by side with one colour bar (``label``, ``limits``), and a difference of the two in a third
+    panel with a colour bar of its own, symmetric about 0 and reaching at least ``least_difference``. Each
+    of ``first``, ``second`` and ``difference`` is (title, matrix).
+
+    The figure is laid out by matplotlib's constrained layout, so that each colour bar and its label keep
+    clear of the next panel. Its text is at the style's 9 points or more: every tested task is labelled (up
+    to 10), the columns at ``xticks`` or, by default, at :func:`task_ticks` (at most 5 labels across a
+    panel). Returns the figure and its three heat-map axes.
+    """
+    import matplotlib.pyplot as plt
+
+    matrices = [np.asarray(m, dtype=float) for _, m in (first, second, difference)]
+    if matrices[0].ndim != 2 or any(m.shape != matrices[0].shape for m in matrices):
+        raise ValueError(f"three matrices of the same shape are needed, got {[m.shape for m in matrices]}")
+    n_tested, n_columns = matrices[0].shape
+    extent = (0.5, n_columns + 0.5, n_tested + 0.5, 0.5)
+    fig, axes = plt.subplots(1, 3, figsize=figsize(height), sharey=True, layout="constrained")
+    bound = max(float(np.nanmax(np.abs(matrices[2]), initial=0.0)), least_difference)
+    for ax, matrix, (title, _), (vmin, vmax), cmap in zip(axes, matrices, (first, second, difference),
+                                                          (limits, limits, (-bound, bound)),
+                                                          ("viridis", "viridis", "RdBu_r")):
+        image = ax.imshow(matrix, extent=extent, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest",
+                          aspect="auto")
+        ax.set_title(title, loc="left")
+        ax.set_xticks(task_ticks(n_columns) if xticks is None else xticks)
+        ax.set_yticks(task_ticks(n_tested, most=10))  # rows are 9-point lines apart: every one of 10 tasks fits
+        ax.set_xlabel(xlabel)
+        if ax is axes[1]:
+            fig.colorbar(image, ax=axes[:2], label=label)
+    fig.colorbar(image, ax=axes[2], label=difference_label)
+    axes[0].set_ylabel("tested task")
+    return fig, list(axes)

@@ -2,11 +2,16 @@
 
 ``make reproduce`` trains every run of the book again into a second folder; :func:`compare_results`
 pairs each of its runs with the stored run of the same key (the same configuration, :mod:`lib.cache`)
-and counts, per experiment, the runs whose results and stored networks are identical.
+and counts, per experiment, the runs whose results and stored networks are identical. Of the runs
+that differ it keeps the one number that differs most: where it is (a result's entry or an element of
+a stored network's array), its value in both folders, and so its unit (:data:`QUANTITIES`) and its
+relative difference.
 """
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -16,6 +21,83 @@ import numpy as np
 from .cache import TIMINGS
 from .data import write_atomic
 
+STATE = "state"  # the first part of the place of a number in a stored network state: "state/w1/3/17"
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """What a stored number is: a description, its unit, and whether a relative difference means something
+    (``ratio_scale``: a non-negative amount with a true zero, as an energy, a count or an accuracy; not a
+    correlation, a p-value, a seed or a signed weight)."""
+
+    label: str
+    unit: str
+    ratio_scale: bool
+
+
+# Every number a run stores, by its place with the indices left out (a regular expression, matched in
+# full): the results of lib.energy (chapter 2), lib.energy_analysis (chapters 3-4), lib.continual
+# (chapter 5) and lib.perceptron (chapter 6), and the arrays of a stored network state (lib.energy).
+# Labels and units go into Markdown tables: no "|" in them.
+QUANTITIES: tuple[tuple[str, Quantity], ...] = (
+    ("accuracy", Quantity("test accuracy", "fraction", True)),
+    ("average", Quantity("average test accuracy after the last task", "fraction", True)),
+    ("mutual_information", Quantity("mutual information", "bits", True)),
+    ("energy", Quantity("synaptic energy (sum of the absolute expected weights)", "a.u.", True)),
+    ("activity", Quantity("activity energy (summed hidden activity per example)", "a.u.", True)),
+    ("mean_p", Quantity("mean release probability", "probability", True)),
+    ("frozen", Quantity("fraction of frozen synapses", "fraction", True)),
+    ("fraction_important", Quantity("fraction of synapses with p ≥ 0.9", "fraction", True)),
+    ("train_loss", Quantity("training loss (cross-entropy) of an epoch", "nats", True)),
+    ("p_histogram", Quantity("share of the synapses in a bin of p", "fraction", True)),
+    ("important_per_layer", Quantity("fraction of a layer's synapses with p ≥ 0.9", "fraction", True)),
+    ("log_w_histogram/(important|other)", Quantity("share of the synapses in a bin of log₁₀ of the absolute expected weight", "fraction", True)),
+    ("energy_share_important", Quantity("share of the synaptic energy in synapses with p ≥ 0.9", "fraction", True)),
+    ("mean_w/(important|other)", Quantity("mean absolute expected weight", "a.u.", True)),
+    ("lesion/[a-z_]+", Quantity("test accuracy after a lesion", "fraction", True)),
+    ("neurons/inputs", Quantity("important incoming synapses of a neuron", "synapses", True)),
+    ("neurons/outputs", Quantity("important outgoing synapses of a neuron", "synapses", True)),
+    ("neurons/shuffled_histogram", Quantity("neurons with a number of important inputs, shuffled", "neurons", True)),
+    ("neurons/n_(high|low)", Quantity("neurons with unusually many or few important inputs", "neurons", True)),
+    ("neurons/ks_statistic", Quantity("Kolmogorov-Smirnov statistic", "fraction", False)),
+    ("neurons/ks_pvalue", Quantity("Kolmogorov-Smirnov p-value", "probability", False)),
+    ("neurons/correlation", Quantity("correlation of a neuron's important inputs and outputs", "Pearson r", False)),
+    ("fisher/[a-z]+/log_histogram/(important|other)",
+     Quantity("share of the synapses in a bin of log₁₀ F", "fraction", True)),
+    ("fisher/[a-z]+/spearman", Quantity("rank correlation of p and the Fisher information", "Spearman ρ", False)),
+    ("fisher/[a-z]+/pearson", Quantity("correlation of p and the Fisher information", "Pearson r", False)),
+    ("fisher/[a-z]+/median_ratio",
+     Quantity("median Fisher information, synapses with p ≥ 0.9 over the others", "ratio", True)),
+    ("(standard|presynaptic)", Quantity("test accuracy of a perceptron", "fraction", True)),
+    ("seeds", Quantity("seed", "integer label", False)),
+    (rf"{STATE}/w\d+", Quantity("expected weight w̄ of the stored network", "a.u.", False)),
+    (rf"{STATE}/b\d+", Quantity("bias of the stored network", "a.u.", False)),
+    (rf"{STATE}/p\d+", Quantity("release probability of the stored network", "probability", True)),
+)
+UNLISTED = Quantity("a number not listed in lib.compare.QUANTITIES", "unit not known", False)
+
+
+def quantity(place: str) -> Quantity:
+    """What the number at ``place`` is (``"train_loss/79"``, ``"neurons/0/inputs/150"``, ``"state/w1/3/17"``)."""
+    name = re.sub(r"(^|/)\d+(?=/|$)", "", place.strip("/")).strip("/")
+    return next((q for pattern, q in QUANTITIES if re.fullmatch(pattern, name)), UNLISTED)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The number of one run that differs most between two folders: ``size`` is the absolute difference
+    (infinite where the structure, a non-numeric entry or a NaN differs; then the values are None)."""
+
+    size: float
+    place: str
+    reference: float | None = None
+    other: float | None = None
+
+
+def _largest(differences: Sequence[Difference | None]) -> Difference | None:
+    found = [d for d in differences if d is not None]
+    return max(found, key=lambda d: d.size) if found else None
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -23,7 +105,10 @@ class Agreement:
 
     A run is *identical* when every number of its result (all but the training ``seconds``) and every
     array of its stored network state are equal bit for bit. ``largest_difference`` is the largest
-    absolute difference of one number among the runs that differ (0 when none does).
+    absolute difference of one number among the runs that differ (0 when none does); ``place`` says
+    which number it is (``"energy"``, ``"train_loss/79"``, ``"state/w1/3/17"``: see :func:`quantity`),
+    and ``reference_value`` and ``other_value`` are that number in the two folders (None where no
+    number is compared, and in tables saved before they were recorded).
     """
 
     experiment: str
@@ -31,6 +116,23 @@ class Agreement:
     identical: int
     largest_difference: float
     missing: int  # runs of the reference folder that the other one lacks
+    place: str | None = None
+    reference_value: float | None = None
+    other_value: float | None = None
+
+    @property
+    def quantity(self) -> Quantity | None:
+        """What the number that differs most is, or None when no run differs (or it was not recorded)."""
+        return quantity(self.place) if self.place is not None else None
+
+    @property
+    def relative_difference(self) -> float | None:
+        """``(other - reference) / |reference|`` of the number that differs most, where its quantity has a
+        true zero (:attr:`Quantity.ratio_scale`) and the reference is not 0; else None."""
+        q, a, b = self.quantity, self.reference_value, self.other_value
+        if q is None or not q.ratio_scale or a is None or b is None or a == 0:
+            return None
+        return (b - a) / abs(a)
 
 
 def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -46,30 +148,57 @@ def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
-def _result_difference(a: dict, b: dict) -> float | None:
-    """None when the results ``a`` and ``b`` are equal bit for bit, else the largest absolute difference
-    of a number (infinite when their structure or a non-numeric entry differs)."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equal, NaN counting as equal to NaN (as its stored bits are)."""
+    return x == y or (_is_number(x) and _is_number(y) and math.isnan(x) and math.isnan(y))
+
+
+def _result_difference(a: dict, b: dict) -> Difference | None:
+    """None when the results ``a`` and ``b`` are equal bit for bit, else their number that differs most."""
     left, right = list(_numbers(a)), list(_numbers(b))
-    if [p for p, _ in left] != [p for p, _ in right]:
-        return float("inf")
-    differences = [(x, y) for (_, x), (_, y) in zip(left, right) if x != y]
+    places, twins = [p for p, _ in left], [p for p, _ in right]
+    if places != twins:  # the first place where the structures part
+        place = next((p for p, q in zip(places, twins) if p != q), max(places, twins, key=len)[min(len(places), len(twins))])
+        return Difference(float("inf"), place.strip("/"))
+    differences = [(p, x, y) for (p, x), (_, y) in zip(left, right) if not _same(x, y)]
     if not differences:
         return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in differences for v in pair):
-        return float("inf")
-    return max(abs(x - y) for x, y in differences)
+
+    def difference(p: str, x: Any, y: Any) -> Difference:
+        if not (_is_number(x) and _is_number(y)) or math.isnan(x) or math.isnan(y):
+            return Difference(float("inf"), p.strip("/"))
+        return Difference(abs(x - y), p.strip("/"), x, y)
+
+    return _largest([difference(*d) for d in differences])
 
 
-def _state_difference(a: Path, b: Path) -> float | None:
+def _state_difference(a: Path, b: Path) -> Difference | None:
     """As :func:`_result_difference`, for two stored network states (``.npz``)."""
     with np.load(a) as x, np.load(b) as y:  # each array read once (an NpzFile reads on every access)
         left, right = dict(x.items()), dict(y.items())
-    if sorted(left) != sorted(right) or any(left[k].shape != right[k].shape for k in left):
-        return float("inf")
-    differing = [k for k in left if not np.array_equal(left[k], right[k])]
-    if not differing:
-        return None
-    return max(float(np.max(np.abs(left[k].astype(np.float64) - right[k]))) for k in differing)
+    if sorted(left) != sorted(right):
+        return Difference(float("inf"), STATE)
+    differences = []
+    for k in sorted(left):
+        if left[k].shape != right[k].shape:
+            differences.append(Difference(float("inf"), f"{STATE}/{k}"))
+            continue
+        if np.array_equal(left[k], right[k], equal_nan=left[k].dtype.kind in "fc"):
+            continue
+        u, v = left[k].astype(np.float64), right[k].astype(np.float64)
+        size = np.where(np.isnan(u) & np.isnan(v), 0.0, np.abs(u - v))
+        size = np.where(np.isnan(u) ^ np.isnan(v), np.inf, size)
+        at = np.unravel_index(int(np.argmax(size)), size.shape)
+        place = "/".join([STATE, k, *map(str, at)])
+        if np.isinf(size[at]):
+            differences.append(Difference(float("inf"), place))
+        else:
+            differences.append(Difference(float(size[at]), place, float(u[at]), float(v[at])))
+    return _largest(differences)
 
 
 def compare_results(reference: Path, other: Path) -> list[Agreement]:
@@ -85,7 +214,7 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
     agreements = []
     for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != TIMINGS):
         compared = identical = missing = 0
-        largest = 0.0
+        largest: Difference | None = None
         for path in sorted(folder.glob("*.json")):
             twin = other / folder.name / path.name
             if not twin.is_file():
@@ -95,11 +224,15 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
             state, state_twin = path.with_suffix(".npz"), twin.with_suffix(".npz")
             if state.is_file() and state_twin.is_file():
                 differences.append(_state_difference(state, state_twin))
-            differences = [d for d in differences if d is not None]
+            run = _largest(differences)
             compared += 1
-            identical += not differences
-            largest = max([largest, *differences])
-        agreements.append(Agreement(folder.name, compared, identical, largest, missing))
+            identical += run is None
+            largest = _largest([largest, run])
+        if largest is None:
+            agreements.append(Agreement(folder.name, compared, identical, 0.0, missing))
+        else:
+            agreements.append(Agreement(folder.name, compared, identical, largest.size, missing, largest.place,
+                                        largest.reference, largest.other))
     return agreements
 
 
@@ -109,14 +242,41 @@ def save_agreement(path: Path, agreements: Sequence[Agreement]) -> None:
 
 
 def load_agreement(path: Path) -> list[Agreement]:
-    """The table written by :func:`save_agreement`."""
+    """The table written by :func:`save_agreement` (the place of the largest difference and its values are
+    None in a table saved before they were recorded)."""
     return [Agreement(**a) for a in json.loads(Path(path).read_text())]
 
 
+def _value(x: float) -> str:
+    return f"{x:.4g}".replace("-", "−")
+
+
 def describe_agreement(agreements: Sequence[Agreement]) -> str:
-    """A Markdown table of :func:`compare_results`."""
-    lines = ["| experiment | runs compared | identical bit for bit | largest difference | stored only in the reference |",
-             "|---|---|---|---|---|"]
-    for a in agreements:
-        lines.append(f"| {a.experiment} | {a.compared} | {a.identical} | {a.largest_difference:.3g} | {a.missing} |")
+    """Two Markdown tables of :func:`compare_results`: the runs compared per experiment, and for each
+    experiment with a run that differs, the number that differs most with its unit, its value in the
+    reference and in the compared folder, and their difference (compared − reference), with its size
+    relative to the reference where that means something. Five columns: the table fits the book's text
+    column."""
+    lines = ["| experiment | runs compared | identical bit for bit | stored only in the reference |",
+             "|---|---|---|---|"]
+    lines += [f"| {a.experiment} | {a.compared} | {a.identical} | {a.missing} |" for a in agreements]
+    differing = [a for a in agreements if a.identical < a.compared]
+    if not differing:
+        return "\n".join(lines)
+    lines += ["", "| experiment | number that differs most | unit | reference → compared | difference (relative) |",
+              "|---|---|---|---|---|"]
+    for a in differing:
+        q = a.quantity
+        what = f"{q.label}, `{a.place}`" if q is not None else "not recorded"
+        unit = q.unit if q is not None else "not recorded"
+        if a.reference_value is None or a.other_value is None:
+            values = "—"
+            difference = "structure or a non-numeric entry differs" if math.isinf(a.largest_difference) else \
+                _value(a.largest_difference) + " (absolute)"
+        else:
+            values = f"{_value(a.reference_value)} → {_value(a.other_value)}"
+            difference = f"{a.other_value - a.reference_value:+.3g}".replace("-", "−")
+            if (relative := a.relative_difference) is not None:
+                difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
+        lines.append(f"| {a.experiment} | {what} | {unit} | {values} | {difference} |")
     return "\n".join(lines)

@@ -66,3 +66,54 @@ def test_panel_grid_puts_at_most_two_panels_in_a_row():
     fig, axes = book.panel_grid(3, width=5.0)
     assert len(axes) == 3 and len(fig.axes) == 3  # the fourth place of the 2 x 2 grid is removed
     assert fig.get_size_inches()[0] == book.FIGURE_WIDTH
+
+
+@pytest.mark.parametrize("n, most, ticks", [
+    (1, 5, [1]), (3, 5, [1, 2, 3]), (5, 5, [1, 2, 3, 4, 5]), (10, 5, [1, 4, 7, 10]), (10, 10, list(range(1, 11))),
+    (11, 5, [1, 6, 11]), (13, 5, [1, 4, 7, 10, 13]), (20, 5, [1, 6, 11, 16]),
+])
+def test_task_ticks_label_every_task_or_evenly_spaced_ones_from_the_first(n, most, ticks):
+    assert book.task_ticks(n, most) == ticks
+
+
+def _texts(fig):
+    """Every visible, non-empty text of the figure's axes (colour bars included) and the axes it belongs to."""
+    for ax in fig.axes:
+        texts = [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
+                 *ax.get_xticklabels(), *ax.get_yticklabels()]
+        for text in texts:
+            if text.get_visible() and text.get_text().strip():
+                yield ax, text
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_task_matrices_keep_every_label_clear_of_the_others_and_at_9_points(n):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    book.style()
+    rng = np.random.default_rng(0)
+    a, b = 100 * rng.random((n, n)), 100 * rng.random((n, n))
+    fig, axes = book.task_matrices(("presynaptic", a), ("standard (deterministic)", b), ("presynaptic − standard", a - b))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [(ax, t, t.get_window_extent(renderer)) for ax, t in _texts(fig)]
+    assert min(t.get_fontsize() for _, t, _ in texts) >= 9
+    figure_box = fig.bbox
+    for k, (ax, text, box) in enumerate(texts):
+        assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 + 0.5, f"{text.get_text()!r} leaves the figure"
+        for other_ax, other, other_box in texts[k + 1:]:
+            assert not box.overlaps(other_box), f"{text.get_text()!r} overlaps {other.get_text()!r}"
+        for panel in fig.axes:  # heat maps and colour bars
+            if panel is not ax:
+                assert not box.overlaps(panel.get_window_extent(renderer)), f"{text.get_text()!r} overlaps another panel"
+    assert len(fig.axes) == 5  # three heat maps and two colour bars
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == [str(k) for k in range(1, n + 1)]
+    assert [round(x) for x in axes[2].get_xticks()] == book.task_ticks(n)
+    np.testing.assert_allclose(axes[2].images[0].get_array(), a - b)
+    assert axes[2].images[0].get_clim() == pytest.approx((-np.abs(a - b).max(), np.abs(a - b).max()))
+    plt.close(fig)
+    with pytest.raises(ValueError, match="same shape"):
+        book.task_matrices(("a", a), ("b", b[:-1]), ("a − b", a - b))

@@ -8,8 +8,10 @@ width of 1,280 px and, once MathJax has typeset it, checked for:
 * MathJax errors (a formula that does not typeset) and raw math left in the text (``\\(``, ``$``, ...);
 * requests to another host (the pages must work offline: scripts, styles, fonts and MathJax included);
 * broken internal links (missing page or anchor) and images or other files that do not load;
-* content wider than the window (a horizontal scroll bar at 1,280 px), and figures shown so small
-  that their smallest text (9 points, :mod:`lib.book`) is below 9 px.
+* content wider than the window (a horizontal scroll bar at 1,280 px), tables wider than the text
+  column (which the theme cuts off and scrolls sideways; code listings may scroll), and figures shown so small
+  that their smallest text (9 points, :mod:`lib.book`) is below 9 px;
+* a screenshot laid out otherwise than the window (a side bar or the article moved for the capture).
 
 A full-page screenshot of every page is saved to ``_build/screenshots/`` (or ``$PRESYN_SCREENSHOTS``).
 The test is skipped when Chromium or its driver is not installed (``apt-get install chromium
@@ -149,8 +151,13 @@ const done = arguments[arguments.length - 1];
   // figures drawn by the chapters: displayed width over the PNG's own width
   const figures = [...document.querySelectorAll("main img")].filter(img => /\/_images\/.*\.png$/.test(img.src)).map(
     img => ({src: img.src.split("/").pop(), scale: img.getBoundingClientRect().width / img.naturalWidth}));
+  // tables that do not fit their text column (the theme lets them scroll sideways, cutting them off)
+  const wideTables = [...document.querySelectorAll("article table")].filter(
+    t => t.getBoundingClientRect().width > t.parentElement.clientWidth + 1).map(
+    t => `${t.querySelector("th, td")?.textContent.trim()}: ${Math.round(t.getBoundingClientRect().width)} px > ${t.parentElement.clientWidth} px`);
   const root = document.documentElement;
   done({
+    wideTables: wideTables,
     mathjax: !!(window.MathJax && MathJax.startup),
     mathErrors: errors, rawMath: rawMath, brokenImages: brokenImages, links: links, figures: figures,
     scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, height: root.scrollHeight,
@@ -198,15 +205,48 @@ def requests_of(driver, server: str) -> tuple[list[str], list[str]]:
     return foreign, failed
 
 
-def save_screenshot(driver, page: str, height: int) -> Path:
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": WIDTH, "height": min(height, 30000), "scale": 1},
-    })
+# Switches off the page's CSS transitions and animations, so that a screenshot shows where things are, not
+# where they are moving to.
+STILL = """
+const style = document.createElement("style");
+style.textContent = "*, *::before, *::after { transition: none !important; animation: none !important; }";
+document.head.appendChild(style);
+"""
+# The left edges of the page's main boxes (theme header, side bars, article), rounded to the pixel.
+EDGES = """
+return [...document.querySelectorAll(".bd-header, .bd-sidebar-primary, .bd-main, .bd-sidebar-secondary, article")]
+  .map(e => e.className.split(" ")[0] + " " + Math.round(e.getBoundingClientRect().left));
+"""
+NEXT_FRAME = "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done()));"
+
+
+def save_screenshot(driver, page: str, height: int) -> tuple[Path, list[str]]:
+    """A full-page screenshot at the window's width; and the page's main boxes whose left edge moved for it.
+
+    The viewport is made as tall as the page (up to 30,000 px) by an explicit device-metrics override
+    before the capture, with the page's transitions switched off. (Page.captureScreenshot's own
+    ``captureBeyondViewport`` resizes the page to 1 × 1 px and back in this Chromium, which sends the
+    theme through its narrow layout, so the capture caught the side bar sliding back in and the page
+    shifted left by a varying amount.)
+    """
+    clip_height = min(height, 30000)
+    before = driver.execute_script(EDGES)
+    driver.execute_script(STILL)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": WIDTH, "height": clip_height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        driver.execute_async_script(NEXT_FRAME)
+        during = driver.execute_script(EDGES)
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "clip": {"x": 0, "y": 0, "width": WIDTH, "height": clip_height, "scale": 1},
+        })
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path = SCREENSHOTS / (page.replace("/", "_").removesuffix(".html") + ".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
-    return path
+    return path, [f"{a} px in the window, {b.rsplit(' ', 1)[1]} px in the screenshot"
+                  for a, b in zip(before, during) if a != b]
 
 
 def test_every_built_page_is_checked(book_html):
@@ -243,7 +283,7 @@ def test_page_in_the_browser(page, book_html, server, browser):
     browser.get(server + page)
     state = browser.execute_async_script(INSPECT)
     assert "failure" not in state, state.get("failure")
-    shot = save_screenshot(browser, page, state["height"])
+    shot, moved = save_screenshot(browser, page, state["height"])
     foreign, failed = requests_of(browser, server)
     problems = {
         "MathJax errors": state["mathErrors"],
@@ -253,6 +293,8 @@ def test_page_in_the_browser(page, book_html, server, browser):
         "broken internal links": broken_links(state["links"], server, book_html),
         "wider than the window": ([f"{state['scrollWidth']} px > {state['clientWidth']} px"]
                                   if state["scrollWidth"] > state["clientWidth"] else []),
+        "laid out otherwise in the screenshot": moved,
+        "tables wider than the text column": state["wideTables"],
         # text of book.STYLE's smallest size (9 pt at book.DPI) must be shown at 9 px or more
         "figure text below 9 px": [f"{f['src']}: {f['scale'] * MIN_TEXT_PX_AT_SCALE_1:.1f} px"
                                    for f in state["figures"] if f["scale"] * MIN_TEXT_PX_AT_SCALE_1 < 9],
