@@ -149,8 +149,7 @@ def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
     for its random search (after the job that trains the method's own settings, a candidate of it)."""
     jobs = []
     for benchmark in scale.benchmarks:
-        protocol = continual.LifelongProtocol(benchmark, epochs=scale.epochs_per_task, subset=scale.subset,
-                                              eval_samples=scale.eval_samples)
+        protocol = _protocol(scale, benchmark)
         groups: dict[tuple, list[continual.RunSpec]] = {}
         for spec in dict.fromkeys(continual.chapter_specs(benchmark, scale.seeds).values()):
             groups.setdefault((spec.method, spec.overrides), []).append(spec)

@@ -63,10 +63,11 @@ class Search:
         """How many of the ``n_trials + 1`` candidates are stored."""
         return sum(not math.isnan(a) for a in self.averages())
 
-    def best(self) -> Trial | None:
+    def best(self, averages: list[float] | None = None) -> Trial | None:
         """The settings of the best candidate (``()`` when no trial beats the method's own settings;
-        the first of equals); None until every candidate is stored."""
-        averages = self.averages()
+        the first of equals); None until every candidate is stored. ``averages``: those of
+        :meth:`averages`, when the caller has them already."""
+        averages = self.averages() if averages is None else averages
         if any(math.isnan(a) for a in averages):
             return None
         own = len(averages) - 1
@@ -129,10 +130,10 @@ class ChapterSearches:
         for method, search in self.tuning.items():
             averages = search.averages()
             own, drawn = averages[-1], [a for a in averages[:-1] if not math.isnan(a)]
-            best = search.best()
+            best = search.best(averages)
             chosen = ("not yet: the search is incomplete" if best is None else "its own settings" if best == ()
                       else settings_text(best))
-            rows.append(f"| {METHOD_LABELS[method]} | {search.n_stored()} of {search.n_trials + 1} | "
+            rows.append(f"| {METHOD_LABELS[method]} | {len(drawn) + (not math.isnan(own))} of {search.n_trials + 1} | "
                         f"{'—' if math.isnan(own) else f'{100 * own:.2f}'} | "
                         f"{f'{100 * max(drawn):.2f}' if drawn else '—'} | {chosen} |")
         return "\n".join(rows)
