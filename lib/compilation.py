@@ -14,6 +14,10 @@ from typing import Callable
 import torch
 
 COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
+# A process that trains many kinds of runs (``make reproduce``'s workers) compiles the step once per
+# plan and shape. Past torch's default of 8 versions of one function it would silently run the
+# function eagerly, about twice as slow: the limit is raised to what such a process may need.
+torch._dynamo.config.recompile_limit = 256
 # torch warns "No CUDA runtime is found" whenever it compiles on a machine with a CUDA toolkit but
 # no GPU, which says nothing about training on the CPU: only that logger's errors are shown.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from .cache import results_root
+from .continual import BENCHMARK_NAMES, METHOD_LABELS
 
 GENERATOR_FIELD = "release_masks"
 # The final metrics compared, per experiment kind: (result key, label, unit)
@@ -33,6 +34,8 @@ ENERGY_METRICS = (("accuracy", "test accuracy", ""), ("mutual_information", "mut
 ANALYSIS_METRICS = (("fraction_important", "fraction of synapses with p >= 0.9", ""),
                     ("energy_share_important", "energy share of those synapses", ""))
 LIFELONG_METRICS = (("average", "average accuracy after the last task", ""),)
+# A lifelong method's name in the table (the ablations' "neither" needs its context on this page)
+METHOD_WORDS = {**METHOD_LABELS, "no_freeze_no_lr_modulation": "no freezing, no lr modulation"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def _lifelong_identity(config: dict) -> tuple[str, str]:
     protocol = config["protocol"]
     scale = "" if (protocol["epochs"], protocol["subset"]) == (10, None) else \
         f" ({protocol['epochs']} epochs per task, {protocol['subset']} examples)"
-    return f"{protocol['benchmark']} {config['method']}{scale}", json.dumps([protocol, run], sort_keys=True)
+    name = f"{BENCHMARK_NAMES[protocol['benchmark']]}, {METHOD_WORDS[config['method']]}{scale}"
+    return name, json.dumps([protocol, run], sort_keys=True)
 
 
 def _stored(experiment: str, root: Path) -> list[dict]:

@@ -47,9 +47,9 @@ def test_runs_are_paired_per_experiment_and_seed(tmp_path):
     assert accuracy.old == pytest.approx((0.9, 0.901, 0.902)) and accuracy.difference == pytest.approx(0.01)
     assert changes[("fixed p, weight decay 0.01", "test accuracy")].new == pytest.approx((0.81,) * 3)
     assert changes[("presynaptic, weight decay 0.01", "mean release probability")].within_spread  # equal means
-    lifelong = changes[("split_mnist presynaptic", "average accuracy after the last task")]
+    lifelong = changes[("Split MNIST, presynaptic", "average accuracy after the last task")]
     assert len(lifelong.old) == 3 and lifelong.difference == pytest.approx(0.01)
-    trials = changes[("split_mnist presynaptic, random search trials", "average accuracy after the last task")]
+    trials = changes[("Split MNIST, presynaptic, random search trials", "average accuracy after the last task")]
     assert trials.old == pytest.approx((0.6, 0.7, 0.8)) and trials.difference == pytest.approx(0)
     assert not any("sgd" in name for name, _ in changes)  # deterministic runs draw no masks
 
@@ -66,7 +66,7 @@ def test_stored_runs_of_both_generators_agree_within_the_seeds_spread():
     changes = generator_change(STORED_RESULTS)
     experiments = {c.experiment for c in changes}
     assert any(name.startswith("presynaptic, weight decay") for name in experiments)
-    assert any(name.startswith("perm_mnist presynaptic") for name in experiments)
+    assert any(name.startswith("Permuted MNIST, presynaptic") for name in experiments)
     moved = [f"{c.experiment}, {c.metric}: {c.old_mean:.4g} -> {c.new_mean:.4g} (spread {c.spread:.2g})"
              for c in changes if not c.within_spread and c.welch_p < 0.01]
     assert not moved, "moved beyond the seeds' spread: " + "; ".join(moved)

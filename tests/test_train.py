@@ -192,6 +192,26 @@ def test_a_failing_compiler_warns_once_and_training_goes_on_eagerly(monkeypatch)
     assert engine.compiled_or_eager(torch.mul, torch.ones(2), 3, compile=True).tolist() == [3.0, 3.0]  # no second warning
 
 
+def _scaled_plus_one(x, k: int):
+    return x * k + 1
+
+
+def test_a_long_lived_process_keeps_compiling_new_versions_of_a_step(monkeypatch):
+    """A reproduce worker meets many plans and shapes of one step: each must be compiled, not run
+    eagerly once torch's default limit of 8 versions is reached (dynamo alone, to stay fast)."""
+    from torch._dynamo.utils import counters
+    from lib import compilation as engine
+
+    real_compile = torch.compile
+    monkeypatch.setattr(engine, "_compiled", {})
+    monkeypatch.setattr(engine, "_compile_failed", False)
+    monkeypatch.setattr(torch, "compile", lambda function, **kw: real_compile(function, backend="eager", **kw))
+    before = counters["stats"]["unique_graphs"]
+    for k in range(12):  # with dynamic=False every integer is a new version
+        assert engine.compiled_or_eager(_scaled_plus_one, torch.ones(2), k).tolist() == [k + 1.0] * 2
+    assert counters["stats"]["unique_graphs"] - before == 12
+
+
 def test_a_deterministic_network_is_evaluated_once_with_the_same_sums():
     net = StochasticMLP(SIZES, [deterministic(seed=0), deterministic(seed=1, lr=0.5)])
     task = blobs(3, n=250)
