@@ -2,8 +2,7 @@
 
 Prints, measured in this one process: the machine's dense-matmul GFLOP/s, a plain deterministic
 PyTorch loop of the same MLP (nn.Linear + SGD: the floor the matmuls set), our engine for one
-presynaptic run (eager and compiled; its release masks from sequential ``torch`` generators and from
-counter-based streams) and for one BGD run, R runs batched into one computation
+presynaptic run (eager and compiled) and for one BGD run, R runs batched into one computation
 against R runs one after another, and the time of one stochastic pass over the test set. The plain loop, the presynaptic run and the BGD run are measured
 side by side in several rounds; the ratios are the medians of the rounds' ratios, with their range.
 Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600] [--repeats 5]``.
@@ -73,10 +72,8 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.devic
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.device, bgd: bool = False,
-           masks: str = "torch") -> float:
-    """Samples/s (summed over runs) of :func:`lib.train.fit` without evaluation (presynaptic runs with
-    release masks from ``masks``, or BGD runs)."""
+def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.device, bgd: bool = False) -> float:
+    """Samples/s (summed over runs) of :func:`lib.train.fit` without evaluation (presynaptic or BGD runs)."""
     n = steps * BATCH
     part = Benchmark("throughput", (Task("mnist", task.train_x[:n], task.train_y[:n], task.test_x, task.test_y),), 10)
     warm = Benchmark("warm-up", (Task("mnist", task.train_x[: 20 * BATCH], task.train_y[: 20 * BATCH], task.test_x, task.test_y),), 10)
@@ -84,7 +81,7 @@ def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.devic
     def network() -> StochasticMLP:
         if bgd:
             return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device, compile)
-        return StochasticMLP(SIZES, [presynaptic(seed=s, release_masks=masks) for s in range(runs)], device)
+        return StochasticMLP(SIZES, [presynaptic(seed=s) for s in range(runs)], device)
 
     seconds = []
     for bench in (warm, part):
@@ -95,9 +92,9 @@ def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.devic
     return runs * steps * BATCH / seconds[-1]
 
 
-def test_pass_seconds(task: Task, compile: bool, device: torch.device, masks: str, passes: int = 10) -> float:
+def test_pass_seconds(task: Task, compile: bool, device: torch.device, passes: int = 10) -> float:
     """Seconds of one stochastic pass of one presynaptic run over the test set (one mask per 100 examples)."""
-    net = StochasticMLP(SIZES, [presynaptic(seed=0, release_masks=masks)], device)
+    net = StochasticMLP(SIZES, [presynaptic(seed=0)], device)
     evaluate(net, task.test_x, task.test_y, n_samples=1, compile=compile)  # warm-up (and compilation)
     sync(device)
     start = time.perf_counter()
@@ -134,31 +131,25 @@ def main() -> None:
     # The ratios are what the targets are about: each round measures the three loops one after the
     # other, and the ratios are taken within the round, so that a slower or faster spell of the
     # machine (other load, clock) moves numerator and denominator together.
-    rounds: dict[str, list[float]] = {"plain": [], "presynaptic": [], "counter": [], "bgd": []}
+    rounds: dict[str, list[float]] = {"plain": [], "presynaptic": [], "bgd": []}
     for k in range(args.repeats):
         rounds["plain"].append(plain_loop(task.train_x, task.train_y, args.steps, device))
         rounds["presynaptic"].append(engine(task, 1, args.steps, compiled, device))
-        rounds["counter"].append(engine(task, 1, args.steps, compiled, device, masks="hash32"))
         rounds["bgd"].append(engine(task, 1, max(1, args.steps // 5), compiled, device, bgd=True))
         print(f"round {k + 1}/{args.repeats}: plain loop {rounds['plain'][-1]:,.0f}, presynaptic "
-              f"{rounds['presynaptic'][-1]:,.0f} (counter-based masks {rounds['counter'][-1]:,.0f}), "
-              f"BGD {rounds['bgd'][-1]:,.0f} samples/s")
+              f"{rounds['presynaptic'][-1]:,.0f}, BGD {rounds['bgd'][-1]:,.0f} samples/s")
     presynaptic_ratio = [a / b for a, b in zip(rounds["presynaptic"], rounds["plain"])]
-    counter_ratio = [a / b for a, b in zip(rounds["counter"], rounds["plain"])]
     bgd_ratio = [a / b for a, b in zip(rounds["bgd"], rounds["plain"])]
     plain, single = statistics.median(rounds["plain"]), statistics.median(rounds["presynaptic"])
     print(f"plain PyTorch loop (nn.Linear + SGD, deterministic): {spread(rounds['plain'])} samples/s")
     print(f"presynaptic, 1 run{', compiled' if compiled else ''}: {spread(rounds['presynaptic'])} samples/s")
     print(f"batched / sequential: {batched / single:.2f}x")
-    print(f"presynaptic / plain loop: {spread(presynaptic_ratio, '.2f')}; with counter-based masks: "
-          f"{spread(counter_ratio, '.2f')} (target: 0.85)")
+    print(f"presynaptic / plain loop: {spread(presynaptic_ratio, '.2f')} (target: 0.85)")
     print(f"BGD ({bgd_samples} Monte-Carlo samples), 1 run: {spread(rounds['bgd'])} samples/s; BGD / plain loop: "
           f"{spread(bgd_ratio, '.3f')} (target: 1/{bgd_samples} = {1 / bgd_samples:.2g})")
-    test_pass = {("torch", False): test_pass_seconds(task, False, device, "torch")}
-    test_pass |= {("hash32", c): test_pass_seconds(task, c, device, "hash32") for c in dict.fromkeys((False, compiled))}
+    test_pass = {c: test_pass_seconds(task, c, device) for c in dict.fromkeys((False, compiled))}
     print(f"one stochastic pass over the {task.test_x.shape[0]:,} test examples ({task.test_x.shape[0] // 100} masks): "
-          + ", ".join(f"{seconds * 1e3:.0f} ms ({masks} masks{', compiled' if c else ''})"
-                      for (masks, c), seconds in test_pass.items()))
+          + ", ".join(f"{seconds * 1e3:.0f} ms ({'compiled' if c else 'eager'})" for c, seconds in test_pass.items()))
     single_peak, plain_peak = (rate * FLOP_PER_SAMPLE / 1e9 / gflops for rate in (single, plain))
     print(f"share of the matmul peak: presynaptic {single_peak:.0%}, plain loop {plain_peak:.0%} "
           f"({FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
@@ -173,16 +164,12 @@ def main() -> None:
         "batched / sequential": round(batched / single, 2),
         "presynaptic / plain loop (median of the rounds)": round(statistics.median(presynaptic_ratio), 2),
         "presynaptic / plain loop (range)": [round(min(presynaptic_ratio), 2), round(max(presynaptic_ratio), 2)],
-        "presynaptic, counter-based masks (samples/s, median)": round(statistics.median(rounds["counter"])),
-        "presynaptic, counter-based masks / plain loop (median of the rounds)": round(statistics.median(counter_ratio), 2),
-        "presynaptic, counter-based masks / plain loop (range)": [round(min(counter_ratio), 2), round(max(counter_ratio), 2)],
         "plain loop / matmul peak": round(plain_peak, 2),
         "presynaptic / matmul peak": round(single_peak, 2),
         f"BGD, {bgd_samples} samples, 1 run (samples/s, median)": round(statistics.median(rounds["bgd"])),
         "BGD / plain loop (median of the rounds)": round(statistics.median(bgd_ratio), 3),
         "BGD / plain loop (range)": [round(min(bgd_ratio), 3), round(max(bgd_ratio), 3)],
-        **{f"one test pass, {masks} masks{', compiled' if c else ''} (ms)": round(seconds * 1e3, 1)
-           for (masks, c), seconds in test_pass.items()},
+        **{f"one test pass{', compiled' if c else ''} (ms)": round(seconds * 1e3, 1) for c, seconds in test_pass.items()},
     }
     write_atomic(results_root() / "benchmarks" / "throughput.json", json.dumps(measured, indent=1).encode())
 

@@ -60,7 +60,7 @@ from torch import Tensor
 
 from .compilation import compiled_or_eager
 from .metrics import cross_entropy
-from .model import (BGD_MEAN_INIT_STREAM, BGD_NOISE_STREAM, StochasticMLP, backprop,
+from .model import (BGD_MEAN_INIT_STREAM, BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP, backprop,
                     derived_seed, deterministic, mlp_forward, run_matmul)
 from .noise import standard_normal
 
@@ -243,7 +243,8 @@ class BayesianMLP(StochasticMLP):
         weight_std, bias_std: :math:`\\sigma` of every weight ``(R, out, in)`` and bias ``(R, out)``.
         hp: gains ``mean_eta`` ``(R, 1, 1)`` and ``bias_mean_eta`` ``(R, 1)``.
         noise_seeds: ``(R,)`` int64, each run's stream of training noise (:func:`training_noise`;
-            evaluation draws from the inherited ``eval_generators``).
+            evaluation draws from ``eval_generators``).
+        eval_generators: one ``torch.Generator`` per run for the parameter draws of test passes.
         steps_taken: int64 scalar, training steps so far (the position in the noise streams).
         compile: whether :meth:`train_step` runs through :func:`torch.compile`.
     """
@@ -268,6 +269,9 @@ class BayesianMLP(StochasticMLP):
         )[:, None, None]
         self.hp["bias_mean_eta"] = self.hp["mean_eta"][:, :, 0]
         self.noise_seeds = self._stream_seeds(BGD_NOISE_STREAM)
+        self.eval_generators = [
+            torch.Generator(self.device).manual_seed(derived_seed(c.seed, EVALUATION_STREAM)) for c in runs
+        ]
         self.steps_taken = torch.zeros((), dtype=torch.int64, device=self.device)
         self.compile = compile
 

@@ -11,13 +11,13 @@ constant). All tensors carry a leading run axis R: weights are ``(R, out, in)``,
 different seeds or hyperparameters train as one batched computation. Every run owns its random
 streams, so a run's numbers do not depend on which runs share the batch.
 
-Release masks come from one of two generators (``SynapseConfig.release_masks``). ``"torch"``: each
-run's ``torch.Generator`` draws the uniform numbers of a mask sequentially, before the step that uses
-them (every stored run so far). ``"hash32"``: counter-based streams (:mod:`lib.noise`), where the
-number that decides whether synapse i (of P, counted over all layers) releases in the t-th mask of a
-run is a pure function of the run's seed, the stream (training or evaluation), t and i.
-A mask is then plain element-wise arithmetic, which :func:`torch.compile` fuses with the product
-:math:`r\\bar w/p` on every thread, instead of a sequential generator filling a buffer first.
+Release masks come from counter-based streams (:mod:`lib.noise`): the number that decides whether
+synapse i (of P, counted over all layers) releases in the t-th mask of a run is a pure function of the
+run's seed, the stream (training or evaluation), t and i. A mask is then plain element-wise
+arithmetic, which :func:`torch.compile` fuses with the product :math:`r\\bar w/p` on every thread.
+Until December 2026 a ``torch.Generator`` per run drew each mask sequentially before its step; the
+runs stored with those masks are kept as the record that the change moved no result
+(:mod:`lib.mask_generators`).
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ Optimizer = Literal["sgd", "adam"]
 EWCMode = Literal["offline", "online"]
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
 ADAM_EPS = 1e-8
-MaskGenerator = Literal["torch", "hash32"]
+MaskGenerator = Literal["hash32"]
 
 # The independent random streams of one run, each seeded with derived_seed(run seed, stream); the run
 # seed itself seeds the initialisation and the order of the mini-batches.
-EVALUATION_STREAM = 1  # test-time masks of "torch" runs and BGD's parameter draws (a torch.Generator)
+EVALUATION_STREAM = 1  # BGD's parameter draws at test time (a torch.Generator; lib.bgd)
 FISHER_LABEL_STREAM = 2  # the labels EWC samples for its Fisher information (a torch.Generator)
 BGD_NOISE_STREAM = 3  # BGD's training noise (lib.noise.standard_normal)
 TRAINING_MASK_STREAM = 4  # release masks of training steps (lib.noise.keyed_uniform)
@@ -91,9 +91,9 @@ class SynapseConfig:
             and offline EWC agree after one task (the two differ by a factor :math:`\\gamma` in :math:`\\lambda`).
         ewc_gamma: :math:`\\gamma \\in [0, 1]`, how much of the earlier tasks' Fisher information online EWC
             keeps at each task boundary (1 keeps all of it); only for ``ewc_mode="online"``.
-        release_masks: the generator of the release masks (module docstring): ``"torch"`` (sequential,
-            per-run generators) or ``"hash32"`` (counter-based streams, drawn inside the compiled
-            step). The stochastic runs of one network share it; a deterministic run draws no masks.
+        release_masks: the generator of the release masks (module docstring): ``"hash32"``, counter-based
+            streams drawn inside the compiled step. It names the generator in a stochastic run's
+            description; a deterministic run draws no masks.
     """
 
     seed: int = 0
@@ -115,7 +115,7 @@ class SynapseConfig:
     ewc_lambda: float = 0.0
     ewc_mode: EWCMode = "offline"
     ewc_gamma: float = 1.0
-    release_masks: MaskGenerator = "torch"
+    release_masks: MaskGenerator = "hash32"
 
     # Fields added after the first results were stored, with the value every earlier run had: they
     # enter a run's description (and so its cache key) only when they differ from it, which keeps
@@ -144,8 +144,8 @@ class SynapseConfig:
             problems.append(f"release_p={self.release_p} must lie in (0, 1] or be None")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
-        if self.release_masks not in ("torch", "hash32"):
-            problems.append(f"release_masks={self.release_masks!r} must be 'torch' or 'hash32'")
+        if self.release_masks != "hash32":
+            problems.append(f"release_masks={self.release_masks!r} must be 'hash32' (the generator of every new run)")
         if self.ewc_mode not in ("offline", "online"):
             problems.append(f"ewc_mode={self.ewc_mode!r} must be 'offline' or 'online'")
         if not 0 <= self.ewc_gamma <= 1:
@@ -157,8 +157,8 @@ class SynapseConfig:
 
     def describe(self) -> dict:
         """The run's settings as a plain dict (for cache keys and result files). A stochastic run drawn
-        with the counter-based generator names it, so that it is another run than the one drawn with
-        ``torch``'s (the runs stored before the field existed); a deterministic run draws no masks and
+        names its mask generator, so that it is another run than the one drawn with ``torch``'s
+        generators (the runs stored before the field existed); a deterministic run draws no masks and
         never names a generator."""
         earlier = dict(self.LATER_FIELDS)
         settings = {k: v for k, v in asdict(self).items() if k not in earlier or v != earlier[k]}
@@ -226,17 +226,16 @@ def release_uniforms(seeds: Tensor, draw: Tensor, shapes: Sequence[torch.Size]) 
 
 def release_masks(
     weights: Sequence[Tensor], probs: Sequence[Tensor], release: Sequence[Tensor | None],
-    source: list[Tensor] | tuple[Tensor, Tensor],
+    mask: tuple[Tensor, Tensor],
 ) -> tuple[list[Tensor], list[Tensor]]:
     """One release mask of every run: transmitted weights :math:`r\\bar w/p` and scales :math:`r/p`.
 
-    ``source`` is either the mask's uniform numbers, one ``(R, out, in)`` tensor per layer (drawn by
-    ``torch`` generators), or ``(seeds, draw)``: mask ``draw`` of the runs' counter-based streams
-    (:func:`release_uniforms`). :func:`release_scales` turns them into masks (``release``: per layer
-    the ghost runs' release probability, or ``None``). With counter-based streams this is pure tensor
-    arithmetic: compiled, the numbers, the masks and the products are one loop.
+    ``mask`` is ``(seeds, draw)``: mask ``draw`` of the runs' streams (:func:`release_uniforms`).
+    :func:`release_scales` turns its numbers into masks (``release``: per layer the ghost runs'
+    release probability, or ``None``). This is pure tensor arithmetic: compiled, the numbers, the
+    masks and the products are one loop.
     """
-    uniforms = release_uniforms(*source, [p.shape[1:] for p in probs]) if isinstance(source, tuple) else source
+    uniforms = release_uniforms(*mask, [p.shape[1:] for p in probs])
     scales = [release_scales(u, p, q) for u, p, q in zip(uniforms, probs, release)]
     return [w * s for w, s in zip(weights, scales)], scales
 
@@ -373,14 +372,11 @@ class StochasticMLP:
         probs: release probabilities :math:`p`, ``(R, out, in)``.
         hp: per-run hyperparameters as ``(R, 1, 1)`` tensors (see :class:`SynapseConfig`), plus
             ``bias_lr`` and ``bias_decay`` as ``(R, 1)`` (zero learning rate for unlearned biases).
-        generators: one generator per run for initialisation, batch order and (``"torch"`` masks)
-            training masks.
-        eval_generators: one per run for the evaluation masks of ``"torch"`` runs.
-        counter_masks: whether the stochastic runs draw counter-based masks (``"hash32"``).
-        mask_seeds, eval_mask_seeds: ``(R,)`` int64, each run's counter-based streams of training and of
-            evaluation masks (:func:`release_uniforms`).
-        masks_drawn, eval_masks_drawn: int64 scalars, counter-based masks drawn so far from each (the
-            position in the streams). Evaluating more or less often never changes training.
+        generators: one generator per run for initialisation and batch order.
+        mask_seeds, eval_mask_seeds: ``(R,)`` int64, each run's streams of training and of evaluation
+            masks (:func:`release_uniforms`).
+        masks_drawn, eval_masks_drawn: int64 scalars, masks drawn so far from each (the position in the
+            streams). Evaluating more or less often never changes training.
     """
 
     def __init__(self, sizes: Sequence[int], runs: Sequence[SynapseConfig], device: str | torch.device = "cpu"):
@@ -390,16 +386,10 @@ class StochasticMLP:
             raise ValueError("at least one run is needed")
         if len({c.optimizer for c in runs}) > 1:
             raise ValueError("all runs of one network must share the optimizer")
-        if len({c.release_masks for c in runs if c.stochastic}) > 1:
-            raise ValueError("all stochastic runs of one network must share the generator of their release masks")
         self.sizes = [int(s) for s in sizes]
         self.runs = list(runs)
         self.device = torch.device(device)
         self.generators = [torch.Generator(self.device).manual_seed(c.seed) for c in self.runs]
-        self.eval_generators = [
-            torch.Generator(self.device).manual_seed(derived_seed(c.seed, EVALUATION_STREAM)) for c in self.runs
-        ]
-        self.counter_masks = any(c.stochastic and c.release_masks == "hash32" for c in self.runs)
         self.mask_seeds = self._stream_seeds(TRAINING_MASK_STREAM)
         self.eval_mask_seeds = self._stream_seeds(EVALUATION_MASK_STREAM)
         self.masks_drawn = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -496,26 +486,13 @@ class StochasticMLP:
         return bool(self.hp[flag].all())
 
     # ------------------------------------------------------------------ stochastic release
-    def next_mask(self, evaluation: bool = False) -> list[Tensor] | tuple[Tensor, Tensor]:
-        """The source of the next release mask of training (or of ``evaluation``), for :func:`release_masks`.
-
-        Counter-based masks: the runs' stream seeds ``(R,)`` and the mask's index, the stream advanced
-        by one mask. ``torch`` masks: the uniform numbers, drawn now from each run's generator (a
-        deterministic run always releases and draws nothing).
-        """
-        if self.counter_masks:
-            seeds, drawn = (self.eval_mask_seeds, self.eval_masks_drawn) if evaluation else (self.mask_seeds, self.masks_drawn)
-            draw = drawn.clone()
-            drawn += 1
-            return seeds, draw
-        uniforms = []
-        for p in self.probs:
-            u = torch.zeros_like(p)
-            for r, (g, config) in enumerate(zip(self.eval_generators if evaluation else self.generators, self.runs)):
-                if config.stochastic:
-                    u[r].uniform_(generator=g)
-            uniforms.append(u)
-        return uniforms
+    def next_mask(self, evaluation: bool = False) -> tuple[Tensor, Tensor]:
+        """The next release mask of training (or of ``evaluation``), for :func:`release_masks`: the runs'
+        stream seeds ``(R,)`` and the mask's index; the stream advances by one mask."""
+        seeds, drawn = (self.eval_mask_seeds, self.eval_masks_drawn) if evaluation else (self.mask_seeds, self.masks_drawn)
+        draw = drawn.clone()
+        drawn += 1
+        return seeds, draw
 
     def ghost_release(self) -> list[Tensor | None]:
         """Per layer, the release probability that differs from :math:`p` (ghost runs), else ``None``."""
@@ -529,7 +506,7 @@ class StochasticMLP:
         if not self.stochastic:
             return self.weights
         return compiled_or_eager(release_masks, self.weights, self.probs, self.ghost_release(),
-                                 self.next_mask(evaluation), compile=compile and self.counter_masks)[0]
+                                 self.next_mask(evaluation), compile=compile)[0]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:

@@ -3,7 +3,7 @@
 One training step of every run (authors' ``_train_step_ddc`` in their ``lib/train.py``):
 
 1. draw a fresh release mask per layer and transmit :math:`r\\,\\bar w/p` (:func:`lib.model.release_masks`;
-   counter-based masks are computed inside the compiled step);
+   the masks' random numbers are computed inside the compiled step);
 2. mean cross-entropy of the mini-batch and its gradient :math:`g = \\partial L/\\partial \\bar w`
    (the gradient on the sampled sub-network, :math:`(r/p)\\,\\partial L/\\partial w`);
 3. (modulated) SGD on :math:`\\bar w` (eq. 5) with the current :math:`p`;
@@ -82,17 +82,17 @@ def _step(
     weights: list[Tensor],
     biases: list[Tensor],
     probs: list[Tensor],
-    masks: list[Tensor] | tuple[Tensor, Tensor],
+    mask: tuple[Tensor, Tensor] | None,
     x: Tensor,
     y: Tensor,
     hp: dict[str, Tensor],
     state: dict[str, list[Tensor]],
 ) -> Tensor:
     """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place);
-    a stochastic network's release mask comes from ``masks`` (:meth:`StochasticMLP.next_mask`)."""
+    a stochastic network's release mask is ``mask`` (:meth:`StochasticMLP.next_mask`)."""
     if plan.stochastic:
         release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
-        transmitted, scales = release_masks(weights, probs, release, masks)
+        transmitted, scales = release_masks(weights, probs, release, mask)
     else:
         transmitted, scales = weights, None
     logits, inputs = mlp_forward(x, transmitted, biases)
@@ -139,8 +139,8 @@ def train_step(net: StochasticMLP, x: Tensor, y: Tensor, plan: StepPlan | None =
     times faster on the CPU; :func:`compiled_or_eager`).
     """
     plan = plan or StepPlan.of(net)
-    masks = net.next_mask() if plan.stochastic else []
-    args = (plan, net.weights, net.biases, net.probs, masks, x, y, net.hp, net.state)
+    mask = net.next_mask() if plan.stochastic else None
+    args = (plan, net.weights, net.biases, net.probs, mask, x, y, net.hp, net.state)
     return compiled_or_eager(_step, *args, compile=compile)
 
 

@@ -155,17 +155,14 @@ def test_successive_masks_and_runs_are_independent():
         assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 5 / math.sqrt(n)
 
 
-COUNTER = dict(release_masks="hash32")
-
-
 def test_training_and_evaluation_masks_advance_their_own_streams():
-    net = StochasticMLP([6, 5, 3], [presynaptic(seed=0, **COUNTER)])
+    net = StochasticMLP([6, 5, 3], [presynaptic(seed=0)])
     a = net.transmitted()
     e = net.transmitted(evaluation=True)
     b = net.transmitted()
     assert net.masks_drawn.item() == 2 and net.eval_masks_drawn.item() == 1
     assert not torch.equal(a[0], b[0]) and not torch.equal(a[0], e[0])
-    fresh = StochasticMLP([6, 5, 3], [presynaptic(seed=0, **COUNTER)])
+    fresh = StochasticMLP([6, 5, 3], [presynaptic(seed=0)])
     assert torch.equal(fresh.transmitted(evaluation=True)[0], e[0])  # however much training drew before
 
 
@@ -174,7 +171,7 @@ def test_compiled_masks_equal_eager_masks_bit_for_bit():
 
     if not compile_available():
         pytest.skip("torch.compile is not available here")
-    net = StochasticMLP([30, 20, 4], [presynaptic(seed=3, **COUNTER), fixed_release(0.4, seed=4, **COUNTER),
+    net = StochasticMLP([30, 20, 4], [presynaptic(seed=3), fixed_release(0.4, seed=4),
                                       deterministic(seed=5)])
     args = (net.weights, net.probs, [None, None], (net.mask_seeds, torch.tensor(17)))
     eager = release_masks(*args)
@@ -183,27 +180,13 @@ def test_compiled_masks_equal_eager_masks_bit_for_bit():
     assert torch.equal(eager[0][0][2], net.weights[0][2])  # a deterministic run always releases, r/p = 1
 
 
-def test_counter_based_runs_are_other_runs_and_share_their_network():
-    assert presynaptic(**COUNTER).describe()["release_masks"] == "hash32"
-    assert fixed_release(0.4, **COUNTER).describe()["release_masks"] == "hash32"
-    assert "release_masks" not in presynaptic().describe()  # the stored runs' keys
-    assert "release_masks" not in deterministic(**COUNTER).describe()  # draws no masks
-    with pytest.raises(ValueError, match="generator of their release masks"):
-        StochasticMLP([4, 2], [presynaptic(), presynaptic(seed=1, **COUNTER)])
+def test_stochastic_runs_name_their_mask_generator():
+    assert presynaptic().describe()["release_masks"] == "hash32"
+    assert fixed_release(0.4).describe()["release_masks"] == "hash32"
+    assert "release_masks" not in deterministic().describe()  # draws no masks
     with pytest.raises(ValueError, match="release_masks"):
-        presynaptic(release_masks="philox")
+        presynaptic(release_masks="torch")  # runs stored before the change are never trained again
 
-
-def test_torch_masks_come_from_the_runs_generators():
-    net = StochasticMLP([6, 5, 3], [presynaptic(seed=2), deterministic(seed=3)])
-    expected = torch.Generator().manual_seed(2)
-    for shape in ((5, 6), (5,), (3, 5), (3,)):
-        torch.rand(shape, generator=expected)  # the initialisation drew weights and biases first
-    uniforms = net.next_mask()
-    assert torch.equal(uniforms[0][0], torch.rand((5, 6), generator=expected))
-    assert torch.equal(uniforms[1][0], torch.rand((3, 5), generator=expected))
-    assert torch.all(uniforms[0][1] == 0)  # the deterministic run draws nothing
-    assert net.masks_drawn.item() == 0
 
 def test_ewc_variant_enters_the_description_only_when_it_differs_from_the_default():
     offline = deterministic(seed=1, ewc_lambda=10.0)

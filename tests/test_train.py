@@ -1,5 +1,4 @@
 """The batched training engine on small synthetic benchmarks (no data files needed)."""
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,17 +89,6 @@ def test_ewc_runs_of_either_variant_batched_equal_each_run_alone():
                 if name != "adam_step":
                     assert torch.equal(batched.state[name][layer][r], tensors[layer][0])
         np.testing.assert_array_equal(hist.accuracy[r], hist_alone.accuracy[0])
-
-
-def test_counter_based_masks_keep_batched_runs_equal_to_runs_alone(two_tasks):
-    runs = [replace(c, release_masks="hash32") for c in RUNS]
-    batched, hist = train(runs, two_tasks, epochs=1)
-    for r, config in enumerate(runs):
-        alone, hist_alone = train([config], two_tasks, epochs=1)
-        assert all(torch.equal(a[r], b[0]) for a, b in zip(batched.weights + batched.probs, alone.weights + alone.probs))
-        np.testing.assert_array_equal(hist.accuracy[r], hist_alone.accuracy[0])
-    torch_masks, _ = train(RUNS[:1], two_tasks, epochs=1)
-    assert not torch.equal(torch_masks.weights[0][0], batched.weights[0][0])  # another generator, other masks
 
 
 def test_evaluating_does_not_change_training(two_tasks):
@@ -230,8 +218,7 @@ def test_a_deterministic_network_is_evaluated_once_with_the_same_sums():
 @pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler on the CPU")
 def test_compiled_evaluation_draws_the_same_masks(two_tasks):
     task = two_tasks.tasks[0]
-    runs = [replace(c, release_masks="hash32") for c in RUNS]
-    nets = [StochasticMLP(SIZES, runs) for _ in range(2)]
+    nets = [StochasticMLP(SIZES, RUNS) for _ in range(2)]
     eager, compiled = (evaluate(net, task.test_x, task.test_y, n_samples=3, mask_batch=40, compile=c)
                        for net, c in zip(nets, (False, True)))
     np.testing.assert_array_equal(eager.accuracy, compiled.accuracy)
@@ -239,7 +226,7 @@ def test_compiled_evaluation_draws_the_same_masks(two_tasks):
 
 
 def test_single_pass_accuracy_averages_the_accuracy_of_each_pass(two_tasks):
-    net = StochasticMLP(SIZES, [presynaptic(seed=1, release_masks="hash32"), deterministic(seed=2)])
+    net = StochasticMLP(SIZES, [presynaptic(seed=1), deterministic(seed=2)])
     task = two_tasks.tasks[0]
     drawn = net.eval_masks_drawn.clone()  # counter-based masks: the same passes are drawn again from here
     result = evaluate(net, task.test_x, task.test_y, n_samples=3, mask_batch=40)
