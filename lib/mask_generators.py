@@ -84,6 +84,12 @@ def _stochastic(run: dict) -> bool:
     return bool(run.get("learn_p")) or run.get("p_init", 1.0) < 1 or (release_p is not None and release_p < 1)
 
 
+def drawn_with_old_generator(run: dict) -> bool:
+    """Whether a stored run's description (``config["run"]``) is that of a stochastic run whose
+    masks came from the old ``torch.Generator``: kept as the record of the change, never rebuilt."""
+    return _stochastic(run) and GENERATOR_FIELD not in run
+
+
 def _energy_identity(run: dict) -> str:
     if run.get("learn_p"):
         start = "" if run["p_init"] == 0.25 else f", initial p {run['p_init']:g}"
