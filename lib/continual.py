@@ -38,7 +38,6 @@ from .book import number, seeds_text, signed, ttest
 from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
-from .compilation import compile_worthwhile
 from .metrics import backward_transfer, forgetting, learning_accuracy
 from .train import default_device, fit
 
@@ -233,13 +232,11 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
                  runs: list[SynapseConfig | BGDConfig], progress: bool | None) -> list[dict]:
     sizes = [bench.tasks[0].train_x.shape[1], *protocol.hidden, bench.n_classes]
     device = default_device()
-    step = None
     if isinstance(runs[0], BGDConfig):
-        steps = protocol.epochs * sum(t.train_x.shape[0] for t in bench.tasks) // protocol.batch_size
-        net = BayesianMLP(sizes, runs, device=device, compile=compile_worthwhile(steps))
+        net = BayesianMLP(sizes, runs, device=device)
         step = net.train_step
     else:
-        net = StochasticMLP(sizes, runs, device=device)
+        net, step = StochasticMLP(sizes, runs, device=device), None
     kwargs = dict(batch_size=protocol.batch_size, eval_every="task", eval_samples=protocol.eval_samples,
                   eval_batch=protocol.eval_batch, drop_last=protocol.drop_last, progress=progress, step=step)
     if methods[0] == "joint":
