@@ -373,6 +373,13 @@ def settings_text(overrides: Overrides) -> str:
     return ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4g}" for k, v in overrides)
 
 
+def summary_file(benchmark: str, method: str, overrides: Overrides = ()) -> str:
+    """The name of the summary a "missing runs" command writes: one per benchmark, method and settings
+    (``perm_mnist_ewc_ewc_lambda=30.json``), so that no two commands of a chapter write the same file."""
+    settings = "".join(f"_{k}={v}" if isinstance(v, str) else f"_{k}={v:g}" for k, v in overrides)
+    return f"{benchmark}_{method}{settings}.json"
+
+
 def _optimizer_text(optimizer: str, lr: float) -> str:
     return f"{'Adam' if optimizer == 'adam' else 'SGD'} {lr:.0e}".replace("e-0", "e-")
 
@@ -545,7 +552,7 @@ class ChapterRuns:
         for (b, m, o), seeds in self.missing.items():
             protocol = self.protocols[b]
             lines.append(lifelong_command(b, m, sorted(seeds), epochs=protocol.epochs, batch_size=protocol.batch_size,
-                                          subset=protocol.subset, overrides=o, json=f"{b}_{m}.json"))
+                                          subset=protocol.subset, overrides=o, json=summary_file(b, m, o)))
         return "\n".join(lines + ["```"])
 
 
