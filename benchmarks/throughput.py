@@ -80,7 +80,7 @@ def engine(task: Task, runs: int, steps: int, compile: bool, device: torch.devic
 
     def network() -> StochasticMLP:
         if bgd:
-            return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device, compile)
+            return BayesianMLP(SIZES, [replace(BGD_SETTINGS["perm_mnist"], seed=s) for s in range(runs)], device)
         return StochasticMLP(SIZES, [presynaptic(seed=s) for s in range(runs)], device)
 
     seconds = []

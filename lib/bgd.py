@@ -60,8 +60,8 @@ from torch import Tensor
 
 from .compilation import compiled_or_eager
 from .metrics import cross_entropy
-from .model import (BGD_MEAN_INIT_STREAM, BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP, backprop,
-                    derived_seed, deterministic, mlp_forward, run_matmul)
+from .model import (BGD_MEAN_INIT_STREAM, BGD_NOISE_STREAM, EVALUATION_STREAM, StochasticMLP,
+                    derived_seed, deterministic, mlp_backward, mlp_forward, run_matmul)
 from .noise import standard_normal
 
 
@@ -216,7 +216,7 @@ def bgd_step(
     y = y.unsqueeze(1).expand(runs, samples, y.shape[1]).flatten(0, 1)
     loss, dlogits = cross_entropy(logits.flatten(0, 1), y)
     dlogits = dlogits.view_as(logits) * logits.shape[2]  # gradient of the summed loss L_n, not of the mean
-    grads_w, grads_b, delta = backprop(dlogits, inputs, theta_w[1:], to_input=True)
+    grads_w, grads_b, delta = mlp_backward(dlogits, inputs, theta_w[1:], to_input=True)
     first_w = run_matmul(delta.mT.reshape(runs, samples * hidden, -1), x)
     grads_w = [first_w, *grads_w]
     grads_b = [delta.sum(2), *grads_b]
@@ -246,11 +246,9 @@ class BayesianMLP(StochasticMLP):
             evaluation draws from ``eval_generators``).
         eval_generators: one ``torch.Generator`` per run for the parameter draws of test passes.
         steps_taken: int64 scalar, training steps so far (the position in the noise streams).
-        compile: whether :meth:`train_step` runs through :func:`torch.compile`.
     """
 
-    def __init__(self, sizes: Sequence[int], runs: Sequence[BGDConfig], device: str | torch.device = "cpu",
-                 compile: bool = False):
+    def __init__(self, sizes: Sequence[int], runs: Sequence[BGDConfig], device: str | torch.device = "cpu"):
         runs = list(runs)
         samples = {c.mc_samples for c in runs}
         if len(samples) > 1:
@@ -273,7 +271,6 @@ class BayesianMLP(StochasticMLP):
             torch.Generator(self.device).manual_seed(derived_seed(c.seed, EVALUATION_STREAM)) for c in runs
         ]
         self.steps_taken = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.compile = compile
 
     def _initialise_means_as_reference(self, run: int) -> None:
         """Draw run ``run``'s means as the reference code does (``mean_init="reference"``), layer by layer,
@@ -301,7 +298,7 @@ class BayesianMLP(StochasticMLP):
         biases = [torch.addcmul(m, s, e) for m, s, e in zip(self.biases, self.bias_std, eps_b)]
         return weights, biases
 
-    def train_step(self, x: Tensor, y: Tensor) -> Tensor:
+    def train_step(self, x: Tensor, y: Tensor, compile: bool = False) -> Tensor:
         """One BGD update (:func:`bgd_update`) of every run on its mini-batch; returns the loss ``(R,)``.
 
         ``x`` is ``(R, B, in)`` and ``y`` ``(R, B)``. :func:`bgd_step` backpropagates
@@ -314,7 +311,7 @@ class BayesianMLP(StochasticMLP):
         loss = compiled_or_eager(
             bgd_step, self.weights, self.biases, self.weight_std, self.bias_std, self.noise_seeds,
             self.steps_taken, self.hp["mean_eta"], self.hp["bias_mean_eta"], x, y, self.mc_samples,
-            compile=self.compile,
+            compile=compile,
         )
         self.steps_taken += 1
         return loss

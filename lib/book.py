@@ -101,6 +101,18 @@ def style() -> None:
     plt.rcParams.update(STYLE)
 
 
+def log_ticks(ax) -> None:
+    """Ticks of a log-scaled x axis at 1, 2 and 5 times the powers of ten inside its range, labelled
+    in plain numbers."""
+    from matplotlib.ticker import NullFormatter
+
+    lo, hi = ax.get_xlim()
+    ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if lo <= t <= hi]
+    ax.set_xticks(ticks, [f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def panel_grid(n: int, width: float = 4.0, height: float = 3.2):
     """A figure of ``n`` panels of ``width`` × ``height`` inches, at most two in a row (at most
     :data:`FIGURE_WIDTH` wide); the figure and its ``n`` axes."""

@@ -70,10 +70,8 @@ def energy_claims() -> list[Claim]:
     claim = "Fig. 1b: best information per energy, presynaptic > deterministic > fixed $p$"
     if len(runs) < 3 or any(r is None for rs in runs.values() for r in rs):
         return [Claim(claim, "ranking", "not stored", "—", "not stored", "02_energy")]
-    best = {}
-    for model, rs in runs.items():
-        ratio = np.array([r["mutual_information"] / r["energy"] for r in rs]).reshape(len(ENERGY_WEIGHT_DECAYS), -1)
-        best[model] = 1000 * ratio.max(0)  # mbit per unit of energy, per seed
+    best = {m: 1000 * energy.best_information_per_energy(energy.sweep_arrays(rs, len(ENERGY_WEIGHT_DECAYS)))
+            for m, rs in runs.items()}  # mbit per unit of energy, per seed
     order = sorted(best, key=lambda m: best[m].mean(), reverse=True)
     ours = ", ".join(f"{m} {mean_sem_text(best[m], 3)}" for m in order) + " mbit"
     verdict = "holds" if tuple(order) == paper.ENERGY_RANKING else "does not hold"

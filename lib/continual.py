@@ -38,7 +38,6 @@ from .book import number, seeds_text, signed, ttest
 from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
 from .tasks import Benchmark, ContinuousStream, Task, make_benchmark
-from .compilation import compile_worthwhile
 from .metrics import backward_transfer, forgetting, learning_accuracy
 from .train import default_device, fit
 
@@ -233,13 +232,11 @@ def _train_group(protocol: LifelongProtocol, bench: Benchmark, methods: list[str
                  runs: list[SynapseConfig | BGDConfig], progress: bool | None) -> list[dict]:
     sizes = [bench.tasks[0].train_x.shape[1], *protocol.hidden, bench.n_classes]
     device = default_device()
-    step = None
     if isinstance(runs[0], BGDConfig):
-        steps = protocol.epochs * sum(t.train_x.shape[0] for t in bench.tasks) // protocol.batch_size
-        net = BayesianMLP(sizes, runs, device=device, compile=compile_worthwhile(steps))
+        net = BayesianMLP(sizes, runs, device=device)
         step = net.train_step
     else:
-        net = StochasticMLP(sizes, runs, device=device)
+        net, step = StochasticMLP(sizes, runs, device=device), None
     kwargs = dict(batch_size=protocol.batch_size, eval_every="task", eval_samples=protocol.eval_samples,
                   eval_batch=protocol.eval_batch, drop_last=protocol.drop_last, progress=progress, step=step)
     if methods[0] == "joint":
@@ -374,6 +371,13 @@ def summarise(per_seed: Sequence[dict]) -> dict:
 def settings_text(overrides: Overrides) -> str:
     """``name = value`` pairs, numbers with 4 significant digits (``lr = 0.001, ewc_mode = online``)."""
     return ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4g}" for k, v in overrides)
+
+
+def summary_file(benchmark: str, method: str, overrides: Overrides = ()) -> str:
+    """The name of the summary a "missing runs" command writes: one per benchmark, method and settings
+    (``perm_mnist_ewc_ewc_lambda=30.json``), so that no two commands of a chapter write the same file."""
+    settings = "".join(f"_{k}={v}" if isinstance(v, str) else f"_{k}={v:g}" for k, v in overrides)
+    return f"{benchmark}_{method}{settings}.json"
 
 
 def _optimizer_text(optimizer: str, lr: float) -> str:
@@ -548,7 +552,7 @@ class ChapterRuns:
         for (b, m, o), seeds in self.missing.items():
             protocol = self.protocols[b]
             lines.append(lifelong_command(b, m, sorted(seeds), epochs=protocol.epochs, batch_size=protocol.batch_size,
-                                          subset=protocol.subset, overrides=o, json=f"{b}_{m}.json"))
+                                          subset=protocol.subset, overrides=o, json=summary_file(b, m, o)))
         return "\n".join(lines + ["```"])
 
 

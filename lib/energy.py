@@ -22,6 +22,7 @@ from .train import default_device, fit
 EXPERIMENT = "energy"
 ENERGY_MODELS = ("presynaptic", "fixed", "deterministic")
 PAPER_WEIGHT_DECAYS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1)
+SWEEP_METRICS = ("accuracy", "mutual_information", "energy", "activity", "mean_p")  # the final metrics of a run
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,25 @@ def energy_sweep(
     return run_energy(runs, protocol, progress=progress, train=train)
 
 
+def sweep_arrays(results: Sequence[dict], n_weight_decays: int) -> dict[str, np.ndarray]:
+    """:func:`energy_sweep`'s results (lambda-major) as one array ``(lambdas, seeds)`` per final metric."""
+    return {k: np.array([r[k] for r in results]).reshape(n_weight_decays, -1) for k in SWEEP_METRICS}
+
+
+def best_information_per_energy(arrays: Mapping[str, np.ndarray], energy_key: str = "energy") -> np.ndarray:
+    """Fig. 1b: per seed, the largest mutual information per unit of energy over the weight decays,
+    :math:`\\max_\\lambda I/E` in bits per unit (``arrays`` of :func:`sweep_arrays`; ``energy_key``
+    ``"energy"`` for the synaptic energy :math:`\\sum_i |\\bar w_i|`, ``"activity"`` for the neurons')."""
+    return (arrays["mutual_information"] / arrays[energy_key]).max(0)
+
+
 def matched_release(weight_decays: Sequence[float], presynaptic_results: Sequence[dict]) -> dict[float, float]:
     """Per lambda, the presynaptic model's final mean release probability, averaged over its seeds and
     rounded to 3 decimals: the fixed model of Fig. 1 releases with this probability.
 
     ``presynaptic_results`` are :func:`energy_sweep`'s results of the presynaptic model (lambda-major).
     """
-    mean_p = np.array([r["mean_p"] for r in presynaptic_results]).reshape(len(weight_decays), -1).mean(1)
+    mean_p = sweep_arrays(presynaptic_results, len(weight_decays))["mean_p"].mean(1)
     return {wd: round(float(m), 3) for wd, m in zip(weight_decays, mean_p)}
 
 

@@ -18,6 +18,21 @@ arithmetic, which :func:`torch.compile` fuses with the product :math:`r\\bar w/p
 Until December 2026 a ``torch.Generator`` per run drew each mask sequentially before its step; the
 runs stored with those masks are kept as the record that the change moved no result
 (:mod:`lib.mask_generators`).
+
+Where elastic weight consolidation (EWC, the baseline of chapter 5) lives. It is a penalty on the
+deterministic network, so its pieces sit beside the network's other state rather than in a module
+of their own:
+
+* its settings are fields of :class:`SynapseConfig` (``ewc_lambda``, ``ewc_mode``, ``ewc_gamma``), so
+  that EWC runs batch with other runs and their cache keys describe them;
+* its state, two tensors per parameter :math:`A` and :math:`B` with penalty gradient
+  :math:`\\lambda (A \\bar w - B)`, is created by :meth:`StochasticMLP._optimizer_state` and folded in
+  after every task by :meth:`StochasticMLP.end_task`, from :func:`diagonal_fisher` with labels drawn
+  from ``fisher_generators`` (a stream of each run's own);
+* the penalty's gradient is added inside the training step (``lib.train._step``), so that it is fused
+  by :func:`torch.compile` with the optimiser's update instead of costing a pass of its own;
+* the strengths, optimiser and :math:`\\lambda` grid compared in the book are in :mod:`lib.continual`
+  (``EWC_OPTIMIZER``, ``EWC_LAMBDA``, ``EWC_GRID``), and its search space is :class:`lib.search.EWCSpace`.
 """
 from __future__ import annotations
 
@@ -283,8 +298,9 @@ def mlp_forward(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) 
 
 
 def mlp_backward(
-    dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor], *, squared_per_example: bool = False
-) -> tuple[list[Tensor], list[Tensor]]:
+    dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor], *, squared_per_example: bool = False,
+    to_input: bool = False,
+) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
     """Gradients w.r.t. the transmitted weights and the biases, by hand-written backprop.
 
     ``dlogits`` is :math:`\\partial L / \\partial z_{out}`, ``(R, B, C)``. For a layer with input
@@ -292,18 +308,10 @@ def mlp_backward(
     :math:`\\partial L/\\partial b = \\sum_n \\delta_n`, and :math:`(\\delta W) \\odot [h > 0]` flows down.
     With ``squared_per_example`` it returns :math:`\\sum_n (\\delta_n h_n^\\top)^2 = (\\delta^2)^\\top h^2` and
     :math:`\\sum_n \\delta_n^2` instead: the summed squares of the per-example gradients (Fisher information).
+    The third value is, with ``to_input``, :math:`(\\delta W_1) \\odot [h_1 > 0]`: the gradient w.r.t. the
+    pre-activation of the layer below ``inputs[0]`` (``inputs[0]`` being a ReLU output; BGD's input
+    layer), and ``None`` otherwise.
     """
-    grads_w, grads_b, _ = backprop(dlogits, inputs, weights, squared_per_example=squared_per_example)
-    return grads_w, grads_b
-
-
-def backprop(
-    dlogits: Tensor, inputs: Sequence[Tensor], weights: Sequence[Tensor], *, squared_per_example: bool = False,
-    to_input: bool = False,
-) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
-    """:func:`mlp_backward`, and with ``to_input`` also :math:`(\\delta W_1) \\odot [h_1 > 0]`, the gradient
-    w.r.t. the pre-activation of the layer below ``inputs[0]`` (``inputs[0]`` being a ReLU output);
-    ``None`` without ``to_input``."""
     n = len(weights)
     grads_w: list[Tensor] = [torch.empty(0)] * n
     grads_b: list[Tensor] = [torch.empty(0)] * n
@@ -357,7 +365,7 @@ def diagonal_fisher(
             target = torch.stack([torch.multinomial(q, 1, generator=g)[:, 0] for q, g in zip(probs, generators)])
         # gradient of log q(y|x) w.r.t. the logits, per example: onehot(y) - softmax
         delta = (-probs).scatter_add_(-1, target.unsqueeze(-1), torch.ones_like(probs[..., :1]))
-        squares_w, squares_b = mlp_backward(delta, inputs, weights, squared_per_example=True)
+        squares_w, squares_b, _ = mlp_backward(delta, inputs, weights, squared_per_example=True)
         for f, s in zip(fisher_w + fisher_b, squares_w + squares_b):
             f += s
     return [f / x.shape[0] for f in fisher_w], [f / x.shape[0] for f in fisher_b]

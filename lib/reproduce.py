@@ -450,7 +450,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     after every job, so an interrupted call leaves its record too. A call that resumes an
     unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
     and jobs they finished keep their times (here they only load their stored runs, in a second or
-    two). One line per finished job on ``log`` gives its time and the estimated time left, and a line
+    two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left, and a line
     on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive). With
     ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
     finished, so that the next call, of the rest, continues it.
@@ -495,6 +495,9 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     trained = {"seconds": 0.0, "cost": 0.0}  # the jobs of this call that trained (for the time left)
     failure: BaseException | None = None
     announced = False
+    if done_before:
+        print(f"[{len(done_before)}/{len(jobs)}] finished by earlier calls (their jobs only load their runs)",
+              file=log, flush=True)
     try:
         while waiting or running:
             workers = sum(client.nthreads().values())
@@ -537,9 +540,10 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 record["machine"] = "; ".join(sorted(machines))
                 record["workers"] = max(record["workers"], workers)
                 save()
-                if job.name not in done_before:
-                    trained["seconds"] += seconds
-                    trained["cost"] += job.cost
+                if job.name in done_before:
+                    continue  # it only loaded its runs: no line of its own
+                trained["seconds"] += seconds
+                trained["cost"] += job.cost
                 left = [j for j, _ in running.values()] + [j for j in waiting if j.name not in done_before]
                 seconds_per_cost = trained["seconds"] / trained["cost"] if trained["cost"] else 60 * MINUTES_PER_COST
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""

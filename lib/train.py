@@ -97,7 +97,7 @@ def _step(
         transmitted, scales = weights, None
     logits, inputs = mlp_forward(x, transmitted, biases)
     loss, dlogits = cross_entropy(logits, y)
-    grads_w, grads_b = mlp_backward(dlogits, inputs, transmitted)
+    grads_w, grads_b, _ = mlp_backward(dlogits, inputs, transmitted)
     scaled = {"all": 1.0, "none": 0.0, "mixed": hp["scaled"]}[plan.scaled]
     decay = hp["weight_decay"] if plan.weight_decay else 0.0
     if plan.adam:
@@ -274,7 +274,7 @@ def fit(
     progress: bool | None = None,
     on_epoch: Callable[[StochasticMLP, int, int], None] | None = None,
     compile: bool | None = None,
-    step: Callable[[Tensor, Tensor], Tensor] | None = None,
+    step: Callable[[Tensor, Tensor, bool], Tensor] | None = None,
     eval_tasks: Sequence[Task] | None = None,
     sampler: Sampler | None = None,
     drop_last: bool = True,
@@ -293,7 +293,8 @@ def fit(
     of steps; the environment
     variable ``PRESYN_COMPILE=0`` switches it off).
 
-    ``step(x, y)`` replaces the presynaptic training step by another learning rule (e.g. BGD's);
+    ``step(x, y, compile)`` replaces the presynaptic training step by another learning rule (e.g.
+    :meth:`lib.bgd.BayesianMLP.train_step`), compiled or not as decided here for every rule;
     ``eval_tasks`` are the test sets evaluated (default: the benchmark's tasks; joint training
     trains on one merged task and is evaluated on the original ones); ``sampler(task, epoch,
     generators)`` returns the training tensors and each run's order of examples for one epoch
@@ -323,9 +324,9 @@ def fit(
 
     total_steps = epochs * sum(steps_in(sampler.examples(t)) for t in range(len(tasks)))
     if compile is None:
-        compile = step is None and compile_worthwhile(total_steps)
+        compile = compile_worthwhile(total_steps)
     if step is None:
-        def step(x: Tensor, y: Tensor) -> Tensor:
+        def step(x: Tensor, y: Tensor, compile: bool) -> Tensor:
             return train_step(net, x, y, plan, compile)
     hist = History(runs=list(net.runs))
     records: dict[str, list] = {k: [] for k in ("accuracy", "mutual_information", "activity", "single_pass_accuracy",
@@ -343,7 +344,7 @@ def fit(
             loss_sum = torch.zeros(net.n_runs, device=net.device)
             for s in range(n_steps):
                 idx = order[:, s * batch_size:(s + 1) * batch_size]
-                loss_sum += step(train_x[idx], train_y[idx])
+                loss_sum += step(train_x[idx], train_y[idx], compile)
             losses.append((loss_sum / n_steps).cpu().numpy())
             diverged = [r for r in range(net.n_runs) if not np.isfinite(losses[-1][r])]
             if diverged and not warned:

@@ -117,3 +117,18 @@ def test_task_matrices_keep_every_label_clear_of_the_others_and_at_9_points(n):
     plt.close(fig)
     with pytest.raises(ValueError, match="same shape"):
         book.task_matrices(("a", a), ("b", b[:-1]), ("a − b", a - b))
+
+
+def test_log_ticks_are_1_2_5_times_powers_of_ten_inside_the_range():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(0.3, 2500)
+    book.log_ticks(ax)
+    assert ax.get_xticks().tolist() == [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
+    assert [t.get_text() for t in ax.get_xticklabels()][:4] == ["0.5", "1", "2", "5"]
+    assert ax.get_xticklabels()[-1].get_text() == "2,000"
+    plt.close(fig)

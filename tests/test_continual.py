@@ -265,7 +265,8 @@ def test_chapter_runs_keep_the_stored_runs_and_list_the_missing_ones_with_their_
     assert "* Split MNIST: ewc (seed 1); ewc with ewc_lambda = 10 (seeds 0, 1)" in status
     commands = [line for line in status.splitlines() if line.startswith(".venv/bin/python -m lib lifelong ")]
     assert commands[1] == (".venv/bin/python -m lib lifelong --benchmark split_mnist --method ewc --seeds 0 1 --epochs 1 "
-                           "--subset 500 --ewc-lambda 10 --json split_mnist_ewc.json")
+                           "--subset 500 --ewc-lambda 10 --json split_mnist_ewc_ewc_lambda=10.json")
+    assert commands[0].endswith("--json split_mnist_ewc.json")  # each command writes a summary of its own
     args = lifelong_parser().parse_args(commands[1].split()[4:])  # the command's own parser accepts it
     assert (args.benchmark, args.method, args.seeds, args.epochs, args.subset, args.ewc_lambda) == \
         ("split_mnist", "ewc", [0, 1], 1, 500, 10.0)

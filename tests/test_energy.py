@@ -79,3 +79,16 @@ def test_analysis_of_a_run_is_complete_and_cached(monkeypatch):
     assert -1 <= first["fisher"]["true"]["spearman"] <= 1
     monkeypatch.setattr(energy_analysis, "load_state", lambda *a: pytest.fail("the cached analysis was recomputed"))
     assert energy_analysis.analyse_energy_run(run, TINY, n_samples=2) == json.loads(json.dumps(first))
+
+
+def test_sweep_arrays_and_best_information_per_energy():
+    # two weight decays x three seeds, lambda-major as energy_sweep returns them
+    results = [{"accuracy": 0.9, "mutual_information": mi, "energy": e, "activity": 2 * e, "mean_p": 0.3}
+               for mi, e in [(2.0, 100.0), (2.1, 100.0), (2.2, 110.0), (1.5, 50.0), (1.0, 50.0), (1.8, 90.0)]]
+    arrays = energy.sweep_arrays(results, 2)
+    assert set(arrays) == set(energy.SWEEP_METRICS) and arrays["energy"].shape == (2, 3)
+    assert arrays["mutual_information"][1].tolist() == [1.5, 1.0, 1.8]
+    best = energy.best_information_per_energy(arrays)
+    assert best.tolist() == pytest.approx([0.03, 0.021, 0.02])  # seed 0 best at the second lambda, seed 1 at the first
+    assert energy.best_information_per_energy(arrays, "activity") == pytest.approx(best / 2)
+    assert energy.matched_release([0.0, 0.1], results) == {0.0: 0.3, 0.1: 0.3}

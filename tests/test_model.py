@@ -79,7 +79,7 @@ def test_backward_matches_autograd_for_shared_and_per_run_inputs():
     for x in (torch.randn(2, 4, 5), torch.randn(4, 5)):
         logits, inputs = mlp_forward(x, ws, bs)
         upstream = torch.randn_like(logits)
-        gw, gb = mlp_backward(upstream, [h.detach() for h in inputs], [w.detach() for w in ws])
+        gw, gb, _ = mlp_backward(upstream, [h.detach() for h in inputs], [w.detach() for w in ws])
         auto = torch.autograd.grad((logits * upstream).sum(), ws + bs)
         for mine, ref in zip(gw + gb, auto):
             assert torch.allclose(mine, ref, atol=1e-5)
@@ -92,10 +92,10 @@ def test_forward_and_backward_with_a_sample_axis_equal_those_of_each_sample():
     x = torch.randn(2, 3, 6, 5)
     logits, inputs = mlp_forward(x, ws, bs)
     upstream = torch.randn_like(logits)
-    gw, gb = mlp_backward(upstream, inputs, ws)
+    gw, gb, _ = mlp_backward(upstream, inputs, ws)
     for k in range(3):
         one_logits, one_inputs = mlp_forward(x[:, k], [w[:, k] for w in ws], [b[:, k] for b in bs])
-        one_gw, one_gb = mlp_backward(upstream[:, k], one_inputs, [w[:, k] for w in ws])
+        one_gw, one_gb, _ = mlp_backward(upstream[:, k], one_inputs, [w[:, k] for w in ws])
         assert torch.allclose(logits[:, k], one_logits, atol=1e-5)
         for mine, ref in zip(gw + gb, one_gw + one_gb):
             assert torch.allclose(mine[:, k], ref, atol=1e-5)

@@ -179,8 +179,12 @@ def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, das
     path.parent.mkdir()
     path.write_text(json.dumps({"jobs": {"sleep 0": 100.0}, "finished": False, "calls": 1, "wall_seconds": 200.0}))
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (0.1,)) for k in range(2)]
-    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    log = io.StringIO()
+    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path), log=log)
     assert record["calls"] == 2 and record["finished"] and record["wall_seconds"] > 200.0
+    lines = log.getvalue().splitlines()  # one line for the jobs of earlier calls, none for each of them
+    assert lines[0].startswith("[1/2] finished by earlier calls") and not any("sleep 0:" in line for line in lines)
+    assert any(line.startswith("[2/2] sleep 1: ") for line in lines)
     assert record["jobs"]["sleep 0"] == 100.0 and record["jobs"]["sleep 1"] < 100.0  # the earlier time is kept
     fresh = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))  # after a finished call, a new record
     assert fresh["calls"] == 1 and fresh["wall_seconds"] < 200.0

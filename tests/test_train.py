@@ -243,13 +243,18 @@ def test_single_pass_accuracy_averages_the_accuracy_of_each_pass(two_tasks):
 def test_last_incomplete_batch_is_dropped_unless_asked_for(two_tasks):
     sizes = []
 
-    def step(x, y):
+    compiled = []
+
+    def step(x, y, compile):
         sizes.append(x.shape[1])
+        compiled.append(compile)
         return torch.zeros(x.shape[0])
 
     net = StochasticMLP(SIZES, [deterministic(seed=1)])
     fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False)
     assert sizes == [120, 120] * 2  # 300 examples per task
+    assert not any(compiled)  # a rule given as `step` is compiled as fit decides: 4 steps are too few
     sizes.clear()
-    fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False, drop_last=False)
-    assert sizes == [120, 120, 60] * 2
+    fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False, drop_last=False,
+        compile=True)
+    assert sizes == [120, 120, 60] * 2 and all(compiled[4:])
