@@ -3,8 +3,8 @@
 Modules, one concept each:
 
 * ``data`` (raw MNIST / Fashion-MNIST files), ``tasks`` (Split and Permuted benchmarks, the continuous stream);
-* ``model`` (stochastic synapses, R runs batched, release masks, EWC's Fisher information), ``noise``
-  (counter-based random numbers), ``compilation`` (when steps go through ``torch.compile``),
+* ``model`` (stochastic synapses, R runs batched, release masks, EWC's Fisher information, SI's path
+  integrals), ``noise`` (counter-based random numbers), ``compilation`` (when steps go through ``torch.compile``),
   ``plasticity`` (learning rules, eqs. 4-5), ``metrics`` (cross-entropy, mutual information), ``train``
   (the training engine);
 * ``cache`` (the results cache: every run stored under a hash of its configuration; ``lib.results_frame()``

@@ -269,7 +269,7 @@ def search_main(argv: list[str]) -> int:
 
     parser = Parser(prog="python -m lib search",
                     description="random search of a method's settings (resumes from the stored trials)")
-    parser.add_argument("--method", required=True, help="presynaptic, an ablation of Fig. 5a, ewc or bgd")
+    parser.add_argument("--method", required=True, help="presynaptic, an ablation of Fig. 5a, ewc, si or bgd")
     parser.add_argument("--benchmark", required=True, help=f"one of: {', '.join(LIFELONG_BENCHMARKS)}")
     parser.add_argument("--trials", type=positive, required=True, help="settings drawn at random")
     parser.add_argument("--seed", type=non_negative, default=0, help="seed of the draws of the settings")

@@ -33,6 +33,19 @@ of their own:
   by :func:`torch.compile` with the optimiser's update instead of costing a pass of its own;
 * the strengths, optimiser and :math:`\\lambda` grid compared in the book are in :mod:`lib.continual`
   (``EWC_OPTIMIZER``, ``EWC_LAMBDA``, ``EWC_GRID``), and its search space is :class:`lib.search.EWCSpace`.
+
+Synaptic intelligence (SI; Zenke, Poole & Ganguli 2017) is another penalty of the same kind, and its
+pieces sit in the same places:
+
+* its settings are fields of :class:`SynapseConfig` (``si_c``, ``si_xi``);
+* its state, three tensors per parameter (the running path integral :math:`\\omega`, the importance
+  :math:`\\Omega` and the anchor :math:`\\theta^*`), is created by :meth:`StochasticMLP._optimizer_state`;
+  the training step adds to :math:`\\omega` (:func:`accumulate_path_integral`), and
+  :meth:`StochasticMLP.end_task` folds it into :math:`\\Omega` (:func:`consolidate_path_integral`);
+* the penalty's gradient :math:`2c\\,\\Omega(\\theta - \\theta^*)` is added inside the training step
+  (``lib.train._step``), beside EWC's;
+* its optimiser and strengths are in :mod:`lib.continual` (``SI_C``), and its search space is
+  :class:`lib.search.SISpace`.
 """
 from __future__ import annotations
 
@@ -106,6 +119,15 @@ class SynapseConfig:
             and offline EWC agree after one task (the two differ by a factor :math:`\\gamma` in :math:`\\lambda`).
         ewc_gamma: :math:`\\gamma \\in [0, 1]`, how much of the earlier tasks' Fisher information online EWC
             keeps at each task boundary (1 keeps all of it); only for ``ewc_mode="online"``.
+        si_c: strength :math:`c` of the synaptic-intelligence penalty
+            :math:`c\\sum_k \\Omega_k(\\theta_k - \\theta^*_k)^2` (Zenke et al. 2017, eq. 4) on every weight and
+            learned bias; 0 switches it off. A run has at most one consolidation penalty: ``si_c`` and
+            ``ewc_lambda`` are not both positive (the two would add up without trouble, but no reference
+            combines them, and neither strength was chosen with the other present).
+        si_xi: damping :math:`\\xi > 0` of the importance :math:`\\Omega_k = \\sum_\\nu \\omega^\\nu_k /
+            ((\\Delta^\\nu_k)^2 + \\xi)` (eq. 5), which bounds it where a parameter barely moved during a task.
+            Default 0.1, that of van de Ven et al.'s implementation for every benchmark (``--epsilon``
+            in ``GMvandeVen/continual-learning``), the value Zenke et al. used on Permuted MNIST.
         release_masks: the generator of the release masks (module docstring): ``"hash32"``, counter-based
             streams drawn inside the compiled step. It names the generator in a stochastic run's
             description; a deterministic run draws no masks.
@@ -131,12 +153,14 @@ class SynapseConfig:
     ewc_mode: EWCMode = "offline"
     ewc_gamma: float = 1.0
     release_masks: MaskGenerator = "hash32"
+    si_c: float = 0.0
+    si_xi: float = 0.1
 
     # Fields added after the first results were stored, with the value every earlier run had: they
     # enter a run's description (and so its cache key) only when they differ from it, which keeps
     # earlier keys valid.
     LATER_FIELDS = (("release_p", None), ("optimizer", "sgd"), ("ewc_lambda", 0.0), ("ewc_mode", "offline"),
-                    ("ewc_gamma", 1.0), ("release_masks", "torch"))
+                    ("ewc_gamma", 1.0), ("release_masks", "torch"), ("si_c", 0.0), ("si_xi", 0.1))
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,6 +191,13 @@ class SynapseConfig:
             problems.append(f"ewc_gamma={self.ewc_gamma} must lie in [0, 1]")
         elif self.ewc_mode != "online" and self.ewc_gamma != 1:
             problems.append(f"ewc_gamma={self.ewc_gamma} needs ewc_mode='online' (offline EWC keeps every task's penalty)")
+        if not 0 <= self.si_c < math.inf:
+            problems.append(f"si_c={self.si_c} must be a finite number >= 0")
+        if not 0 < self.si_xi < math.inf:
+            problems.append(f"si_xi={self.si_xi} must be a finite number > 0")
+        if self.si_c > 0 and self.ewc_lambda > 0:
+            problems.append(f"si_c={self.si_c} and ewc_lambda={self.ewc_lambda} are both positive: a run has one "
+                            "consolidation penalty, SI's or EWC's")
         if problems:
             raise ValueError("invalid SynapseConfig: " + "; ".join(problems))
 
@@ -371,6 +402,35 @@ def diagonal_fisher(
     return [f / x.shape[0] for f in fisher_w], [f / x.shape[0] for f in fisher_b]
 
 
+def accumulate_path_integral(path: Tensor, grad: Tensor, before: Tensor, after: Tensor) -> Tensor:
+    """One step of synaptic intelligence's path integral, in place: :math:`\\omega \\mathrel{-}= g\\,(\\theta_{after} -
+    \\theta_{before})`.
+
+    Summed over the steps of a task, :math:`\\omega_k = -\\sum_t g_k(t)\\,\\Delta\\theta_k(t)` approximates
+    :math:`-\\int g_k\\,\\mathrm d\\theta_k`, parameter k's share of the decrease of the task's loss along the
+    path training took (Zenke et al. 2017, eqs. 2-3). For plain gradient steps
+    :math:`\\Delta\\theta = -\\eta g` it is :math:`\\eta\\sum_t g_k(t)^2`.
+    """
+    return path.sub_(grad * (after - before))
+
+
+def consolidate_path_integral(
+    importance: Tensor, path: Tensor, anchor: Tensor, param: Tensor, xi: Tensor | float,
+) -> None:
+    """Synaptic intelligence at a task boundary, in place: :math:`\\Omega \\mathrel{+}= \\omega / (\\Delta^2 + \\xi)`
+    (Zenke et al. 2017, eq. 5), where :math:`\\Delta = \\theta - \\theta^*` is how far the parameter moved
+    during the task (``anchor`` holds :math:`\\theta^*`, its value when the task began); then the path
+    integral restarts, :math:`\\omega \\leftarrow 0`, and the anchor moves to the task's end,
+    :math:`\\theta^* \\leftarrow \\theta`: the start of the next task and the centre of the penalty.
+
+    As in the paper and van de Ven et al.'s implementation, :math:`\\Omega` is not clipped; Zenke et al.'s
+    code (``ganguli-lab/pathint``) clips it at 0.
+    """
+    importance.add_(path / ((param - anchor).square() + xi))
+    path.zero_()
+    anchor.copy_(param)
+
+
 class StochasticMLP:
     """R runs of an MLP with stochastic synapses, ReLU hidden units and a softmax output.
 
@@ -449,26 +509,40 @@ class StochasticMLP:
             "ewc_lambda": [c.ewc_lambda for c in self.runs],
             "ewc_online": [float(c.ewc_mode == "online") for c in self.runs],
             "ewc_gamma": [c.ewc_gamma for c in self.runs],
+            "si_c": [c.si_c for c in self.runs],
+            "si_xi": [c.si_xi for c in self.runs],
         }
         hp = {k: torch.tensor(v, dtype=torch.float32, device=self.device)[:, None, None] for k, v in cols.items()}
         hp["bias_lr"] = (hp["lr"] * hp["learn_bias"])[:, :, 0]  # (R, 1), to broadcast over biases (R, out)
         hp["bias_decay"] = hp["weight_decay"][:, :, 0]
         hp["bias_ewc_lambda"] = hp["ewc_lambda"][:, :, 0]
+        hp["bias_si_c"] = hp["si_c"][:, :, 0]
+        hp["bias_si_xi"] = hp["si_xi"][:, :, 0]
         return hp
 
     def _optimizer_state(self) -> dict[str, list[Tensor]]:
-        """Zeroed state of Adam (moments ``m_*``, ``v_*`` and the step count) and of EWC.
+        """Initial state of Adam (moments ``m_*``, ``v_*`` and the step count), of EWC and of SI.
 
         EWC keeps two tensors per parameter, :math:`A` and :math:`B`, such that the penalty's gradient is
         :math:`\\lambda (A \\bar w - B)`: for offline EWC the summed Fisher information of the past tasks
         :math:`A = \\sum_t F^{(t)}` and :math:`B = \\sum_t F^{(t)} \\bar w^{(t)}`; for online EWC the running
         Fisher information :math:`A = F^*` and :math:`B = F^* \\bar w^*` (see :meth:`end_task`).
+
+        SI keeps three: the path integral of the current task :math:`\\omega` (``si_path_*``), the importance
+        of the past tasks :math:`\\Omega` (``si_importance_*``), both zero at first, and the parameters at the
+        last task boundary :math:`\\theta^*` (``si_anchor_*``), at first the initial parameters. The penalty
+        :math:`c\\sum_k\\Omega_k(\\theta_k - \\theta^*_k)^2` has the gradient :math:`2c\\,\\Omega(\\theta - \\theta^*)`.
         """
         adam = self.runs[0].optimizer == "adam"
         names = ["m_w", "v_w", "m_b", "v_b"] if adam else []
         if any(c.ewc_lambda > 0 for c in self.runs):
             names += ["fisher_w", "anchor_w", "fisher_b", "anchor_b"]
+        if any(c.si_c > 0 for c in self.runs):
+            names += ["si_path_w", "si_importance_w", "si_path_b", "si_importance_b"]
         state = {n: [torch.zeros_like(t) for t in (self.weights if n.endswith("w") else self.biases)] for n in names}
+        if "si_path_w" in state:
+            state["si_anchor_w"] = [w.clone() for w in self.weights]
+            state["si_anchor_b"] = [b.clone() for b in self.biases]
         if adam:
             state["adam_step"] = [torch.zeros((), device=self.device)]
         return state
@@ -528,7 +602,14 @@ class StochasticMLP:
     # ------------------------------------------------------------------ task boundaries
     @torch.no_grad()
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:
-        """Called after each task (only EWC uses the boundary): fold the Fisher information :math:`F` of the
+        """Called after each task (EWC and SI use the boundary): fold what the task left into their state.
+
+        SI (:func:`consolidate_path_integral`): :math:`\\Omega \\mathrel{+}= \\omega / (\\Delta^2 + \\xi)` with
+        :math:`\\Delta` the change of the parameter over the task; :math:`\\omega` restarts at 0 and the
+        anchor :math:`\\theta^*` moves to the task's end. Every weight and bias has its own; a bias that is
+        not learned never moves and gets :math:`\\Omega = 0`.
+
+        EWC: fold the Fisher information :math:`F` of the
         task just learned and the parameters :math:`\\bar w` it ended with into EWC's state (the Fisher of
         :func:`diagonal_fisher`, labels sampled from the network: the Fisher proper, not the empirical one).
 
@@ -538,6 +619,11 @@ class StochasticMLP:
         After one task the two agree. Offline runs have :math:`\\gamma = 1`, so :math:`\\gamma A + F` is
         their sum too, bit for bit.
         """
+        if "si_path_w" in self.state:
+            for name, params, xi in (("w", self.weights, self.hp["si_xi"]), ("b", self.biases, self.hp["bias_si_xi"])):
+                si = [self.state[f"si_{kind}_{name}"] for kind in ("importance", "path", "anchor")]
+                for importance, path, anchor, param in zip(*si, params):
+                    consolidate_path_integral(importance, path, anchor, param, xi)
         if "fisher_w" not in self.state:
             return
         fisher_w, fisher_b = diagonal_fisher(self.weights, self.biases, train_x, train_y, labels="model",

@@ -6,8 +6,8 @@ Fig. 5a by its own search. The authors' search code draws :math:`p_{up}, p_{down
 and :math:`p_{freeze} \\sim U(0.9, 0.96)`; the paper's :math:`\\eta_0` is 0.01 or 0.001
 (:class:`SearchSpace`). The baselines can be given the same budget, the same number of trials of
 their own settings: EWC (:class:`EWCSpace`: offline or online, the penalty strength, the optimiser
-and its learning rate) and BGD (:class:`BGDSpace`: :math:`\\sigma_0`, :math:`\\eta`, the initial means
-and the batch size).
+and its learning rate), SI (:class:`SISpace`: the penalty strength, the damping and the learning rate)
+and BGD (:class:`BGDSpace`: :math:`\\sigma_0`, :math:`\\eta`, the initial means and the batch size).
 
 Here every trial is one run with the drawn values as overrides of a method of :mod:`lib.continual`
 (drawn values that belong to the protocol, such as the batch size, give the trial its own
@@ -132,6 +132,37 @@ class EWCSpace:
 
 
 @dataclass(frozen=True)
+class SISpace:
+    """Synaptic intelligence: the strength :math:`c`, the damping :math:`\\xi` and Adam's learning rate, each
+    log-uniform over its range (see :class:`lib.model.SynapseConfig`).
+
+    The range of :math:`c` holds Zenke et al.'s grid on Permuted MNIST (0.01 to 1, ``ganguli-lab/pathint``)
+    and van de Ven et al.'s values for a shared output head (10 on Permuted MNIST, 50000 on Split MNIST);
+    that of :math:`\\xi` Zenke et al.'s values (0.001 on split CIFAR-10/100, 0.1 on Permuted MNIST, van de
+    Ven et al.'s default). The
+    optimiser stays Adam, that of both references: with SGD the penalty's stiffness :math:`2c\\Omega`
+    bounds the stable learning rate, as with EWC.
+    """
+
+    si_c: tuple[float, float] = (0.01, 1e5)
+    si_xi: tuple[float, float] = (1e-3, 0.1)
+    lr: tuple[float, float] = (1e-5, 1e-2)
+
+    def __post_init__(self) -> None:
+        for name in ("si_c", "si_xi", "lr"):
+            _check_positive_range(name, getattr(self, name))
+
+    def describe(self) -> str:
+        """The space in words (MyST Markdown)."""
+        return (f"$c$ log-uniform in [{self.si_c[0]:g}, {self.si_c[1]:g}]; $\\xi$ log-uniform in "
+                f"[{self.si_xi[0]:g}, {self.si_xi[1]:g}]; Adam with a learning rate log-uniform in "
+                f"[{self.lr[0]:g}, {self.lr[1]:g}]")
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Setting]:
+        return {name: _log_uniform(rng, getattr(self, name)) for name in ("si_c", "si_xi", "lr")}
+
+
+@dataclass(frozen=True)
 class BGDSpace:
     """Bayesian gradient descent: :math:`\\sigma_0` and :math:`\\eta` log-uniform, the initial means and the
     batch size from their choices (see :class:`lib.bgd.BGDConfig`).
@@ -171,21 +202,23 @@ class BGDSpace:
         return drawn
 
 
-Space = SearchSpace | EWCSpace | BGDSpace
+Space = SearchSpace | EWCSpace | SISpace | BGDSpace
 
 
 def default_space(method: str) -> Space:
-    """The space a search of ``method`` draws from: :class:`EWCSpace` for ``ewc``, :class:`BGDSpace` for
-    ``bgd``, :class:`SearchSpace` for the presynaptic model and its ablations."""
+    """The space a search of ``method`` draws from: :class:`EWCSpace` for ``ewc``, :class:`SISpace` for ``si``,
+    :class:`BGDSpace` for ``bgd``, :class:`SearchSpace` for the presynaptic model and its ablations."""
     check_method(method)
     if method == "ewc":
         return EWCSpace()
+    if method == "si":
+        return SISpace()
     if method == "bgd":
         return BGDSpace()
     if method in ("presynaptic", *ABLATION_METHODS):
         return SearchSpace()
     raise ValueError(f"no search space for method {method!r}; searchable methods: "
-                     f"presynaptic, {', '.join(ABLATION_METHODS)}, ewc, bgd")
+                     f"presynaptic, {', '.join(ABLATION_METHODS)}, ewc, si, bgd")
 
 
 def _rounded(value: Setting) -> Setting:

@@ -9,6 +9,9 @@ One training step of every run (authors' ``_train_step_ddc`` in their ``lib/trai
 3. (modulated) SGD on :math:`\\bar w` (eq. 5) with the current :math:`p`;
 4. release-probability update from the same gradient (eq. 4).
 
+Runs with a consolidation penalty (EWC, SI) add its gradient to that of step 2 before steps 3-4; SI's
+path integral then adds the step's contribution of every parameter (:func:`_step`).
+
 Runs never interact: each has its own generator for initialisation and mini-batch order, and its
 own streams of masks.
 """
@@ -27,8 +30,8 @@ from tqdm import tqdm
 
 from .metrics import cross_entropy, mutual_information, soft_confusion
 from .compilation import compile_worthwhile, compiled_or_eager
-from .model import (ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, mlp_backward, mlp_forward,
-                    release_masks, release_probabilities)
+from .model import (ADAM_BETAS, ADAM_EPS, StochasticMLP, SynapseConfig, accumulate_path_integral, mlp_backward,
+                    mlp_forward, release_masks, release_probabilities)
 from .plasticity import adam_step, learning_rate_factor, sgd_step, update_release_probability
 from .tasks import Benchmark, Task
 
@@ -58,6 +61,7 @@ class StepPlan:
     ghost: bool
     adam: bool
     ewc: bool
+    si: bool
 
     @classmethod
     def of(cls, net: StochasticMLP) -> "StepPlan":
@@ -74,6 +78,7 @@ class StepPlan:
             ghost=net.any_run("ghost"),
             adam="adam_step" in net.state,
             ewc="fisher_w" in net.state,
+            si="si_path_w" in net.state,
         )
 
 
@@ -89,7 +94,19 @@ def _step(
     state: dict[str, list[Tensor]],
 ) -> Tensor:
     """The training step on plain tensors (updates ``weights``, ``biases``, ``probs``, ``state`` in place);
-    a stochastic network's release mask is ``mask`` (:meth:`StochasticMLP.next_mask`)."""
+    a stochastic network's release mask is ``mask`` (:meth:`StochasticMLP.next_mask`).
+
+    Synaptic intelligence (``plan.si``) adds its penalty's gradient :math:`2c\\,\\Omega(\\theta - \\theta^*)`
+    (Zenke et al. 2017, eq. 4) to the gradient the optimiser steps with, and adds
+    :math:`-g\\,\\Delta\\theta` to the path integral :math:`\\omega`
+    (:func:`lib.model.accumulate_path_integral`), where :math:`\\Delta\\theta` is the change the step made
+    and :math:`g` the gradient of the mini-batch's cross-entropy alone, without the penalty (and without
+    L2 decay): :math:`\\omega` measures each parameter's share of the decrease of the current task's loss
+    (eqs. 2-3), which the penalty, a pull back towards the earlier tasks, is no part of. Zenke et al.'s
+    code does the same (``unreg_grads``, the gradient of the loss without the regulariser, in
+    ``ganguli-lab/pathint``); van de Ven et al.'s implementation uses the gradient of the whole loss,
+    penalty included. Biases are consolidated like weights, as in both.
+    """
     if plan.stochastic:
         release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
         transmitted, scales = release_masks(weights, probs, release, mask)
@@ -105,9 +122,15 @@ def _step(
     for i in range(len(weights)):
         g = grads_w[i] * scales[i] if scales is not None else grads_w[i]  # dL/d(wbar) = (r/p) dL/dw
         g_bias = grads_b[i]
+        task_g, task_g_bias = g, g_bias  # the gradient of the task's loss alone (SI's path integral)
         if plan.ewc:  # gradient of the EWC penalty, lambda (A w - B) (StochasticMLP.end_task)
             g = g + hp["ewc_lambda"] * (state["fisher_w"][i] * weights[i] - state["anchor_w"][i])
             g_bias = g_bias + hp["bias_ewc_lambda"] * (state["fisher_b"][i] * biases[i] - state["anchor_b"][i])
+        if plan.si:  # gradient of the SI penalty, 2 c Omega (theta - theta*)
+            g = g + 2 * hp["si_c"] * state["si_importance_w"][i] * (weights[i] - state["si_anchor_w"][i])
+            g_bias = g_bias + 2 * hp["bias_si_c"] * state["si_importance_b"][i] * (biases[i] - state["si_anchor_b"][i])
+            before = weights[i].clone()
+            before_bias = biases[i].clone() if plan.learn_bias else None
         p = probs[i]
         if plan.adam:
             adam_step(weights[i], g, state["m_w"][i], state["v_w"][i], state["adam_step"][0], lr=hp["lr"],
@@ -120,6 +143,10 @@ def _step(
             sgd_step(weights[i], g, lr=hp["lr"], weight_decay=decay, lr_factor=factor)
             if plan.learn_bias:
                 sgd_step(biases[i], g_bias, lr=hp["bias_lr"], weight_decay=hp["bias_decay"])
+        if plan.si:
+            accumulate_path_integral(state["si_path_w"][i], task_g, before, weights[i])
+            if plan.learn_bias:
+                accumulate_path_integral(state["si_path_b"][i], task_g_bias, before_bias, biases[i])
         if plan.learn_p:
             new = update_release_probability(
                 p.clone() if plan.mixed_p else p, g, p_up=hp["p_up"], p_down=hp["p_down"], g_lim=hp["g_lim"],
@@ -299,7 +326,7 @@ def fit(
     trains on one merged task and is evaluated on the original ones); ``sampler(task, epoch,
     generators)`` returns the training tensors and each run's order of examples for one epoch
     (default: the task's training set in a fresh random order per run, see :class:`ShuffledEpochs`).
-    After each task, ``net.end_task`` sees its training set (EWC's Fisher information).
+    After each task, ``net.end_task`` sees its training set (EWC's Fisher information; SI's importance).
     """
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)

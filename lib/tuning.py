@@ -94,7 +94,7 @@ def spaces_markdown() -> str:
     """What each tuned method's search draws, and its own settings on the tuning benchmark, one bullet
     each (MyST Markdown)."""
     names = {"presynaptic": ("p_up", "p_down", "p_freeze", "lr"), "ewc": ("ewc_mode", "ewc_lambda", "optimizer", "lr"),
-             "bgd": ("std_init", "mean_eta", "mean_init")}
+             "si": ("si_c", "si_xi", "lr"), "bgd": ("std_init", "mean_eta", "mean_init")}
     lines = []
     for method in TUNED_METHODS:
         own = method_config(method, TUNING_BENCHMARK, 0)

@@ -65,10 +65,10 @@ def test_unknown_names_and_bad_values_are_refused(call):
 
 def test_cli_lists_the_valid_names(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        lifelong_main(["--benchmark", "split_mnist", "--method", "si", "--json", str(tmp_path / "x.json")])
+        lifelong_main(["--benchmark", "split_mnist", "--method", "lwf", "--json", str(tmp_path / "x.json")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown method 'si'" in err and "presynaptic" in err and "ghost" in err
+    assert "unknown method 'lwf'" in err and "presynaptic" in err and "ghost" in err and "ewc, si, bgd" in err
 
 
 def test_ghost_runs_release_with_the_fixed_probability():
@@ -117,6 +117,30 @@ def test_ewc_stores_fisher_information_and_remembers_better(rules):
     fit(plain, Benchmark("two", rules.tasks[:2], 2), epochs=10, batch_size=20, eval_every="never", progress=False,
         compile=False)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(net.weights, plain.weights))
+
+
+def test_si_is_the_deterministic_adam_network_with_its_strength_per_family():
+    si = method_config("si", "split_mnist", 2)
+    assert (si.seed, si.optimizer, si.lr, si.si_c, si.si_xi, si.ewc_lambda, si.stochastic) == \
+        (2, "adam", 1e-3, continual.SI_C["split"], 0.1, 0.0, False)
+    assert method_config("si", "perm_mnist_cont", 0).si_c == continual.SI_C["perm"]
+    assert method_config("si", "perm_mnist", 0, si_c=3.0, si_xi=0.01).describe()["si_xi"] == 0.01
+    assert continual.METHOD_LABELS["si"] == "SI" and "si" not in continual.MAIN_METHODS
+    assert all(spec.method != "si" for spec in chapter_specs("split_mnist", (0,)).values())
+
+
+def test_si_remembers_better_and_runs_through_run_specs_like_any_method(rules):
+    runs = [deterministic(seed=s, optimizer="adam", lr=0.01, si_c=c) for c in (0.0, 10.0) for s in (0, 1)]
+    net = StochasticMLP(SIZES, runs)
+    hist = fit(net, Benchmark("two", rules.tasks[:2], 2), epochs=10, batch_size=20, eval_every="task",
+               eval_samples=1, progress=False, compile=False)
+    first_task_at_end = hist.accuracy[:, -1, 0]
+    assert first_task_at_end[2:].mean() > first_task_at_end[:2].mean() + 0.05
+    specs = [RunSpec("si", 0, (("lr", 0.01), ("si_c", 10.0))), RunSpec("ewc", 0), RunSpec("sgd", 1)]
+    si, *_ = run_specs(PROTOCOL, specs, cache=False, benchmark=rules)  # si and ewc train in one batch
+    alone = run_specs(PROTOCOL, specs[:1], cache=False, benchmark=rules)[0]
+    assert np.array(si["accuracy"]).shape == (3, 3) and si["accuracy"] == alone["accuracy"]
+    assert si["train_loss"] == alone["train_loss"]
 
 
 def test_joint_training_sees_every_task_and_is_evaluated_on_each(rules):

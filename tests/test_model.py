@@ -8,6 +8,8 @@ from lib.noise import keyed_uniform, splitmix64
 from lib.model import (
     StochasticMLP,
     SynapseConfig,
+    accumulate_path_integral,
+    consolidate_path_integral,
     deterministic,
     diagonal_fisher,
     fixed_release,
@@ -18,6 +20,7 @@ from lib.model import (
     release_scales,
     release_uniforms,
 )
+from lib.plasticity import sgd_step
 
 
 def test_release_mask_is_bernoulli_p_and_transmits_wbar_in_expectation():
@@ -228,3 +231,77 @@ def test_online_ewc_equals_offline_after_one_task_and_decays_the_fisher_informat
         torch.testing.assert_close(b[1], (gamma * f1[1] + f2[1]) * w2[1])
     for a, b, f, bias in zip(net.state["fisher_b"], net.state["anchor_b"], bias_fisher_2, net.biases):
         assert torch.equal(b[1], a[1] * bias[1]) and bool((a[1] >= f[1]).all())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(si_c=-1.0), "si_c=-1.0 must be a finite number >= 0"),
+    (dict(si_c=math.nan), "si_c=nan must be a finite number >= 0"),
+    (dict(si_c=math.inf), "si_c=inf must be a finite number >= 0"),
+    (dict(si_c=1.0, si_xi=0.0), "si_xi=0.0 must be a finite number > 0"),
+    (dict(si_xi=-0.1), "si_xi=-0.1 must be a finite number > 0"),
+    (dict(si_c=1.0, ewc_lambda=10.0), "si_c=1.0 and ewc_lambda=10.0 are both positive"),
+])
+def test_bad_si_settings_raise_one_clear_line(bad, message):
+    with pytest.raises(ValueError, match="invalid SynapseConfig") as error:
+        deterministic(**bad)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_si_settings_enter_the_description_only_when_si_is_on_or_its_damping_differs():
+    plain = deterministic(seed=1, optimizer="adam", lr=0.01)
+    assert deterministic(seed=1, optimizer="adam", lr=0.01, si_c=0.0, si_xi=0.1).describe() == plain.describe()
+    assert "si_c" not in plain.describe() and "si_xi" not in plain.describe()  # the keys of stored runs stay
+    assert deterministic(si_c=10.0).describe()["si_c"] == 10.0 and "si_xi" not in deterministic(si_c=10.0).describe()
+    assert deterministic(si_c=10.0, si_xi=0.01).describe()["si_xi"] == 0.01
+
+
+def test_si_path_integral_of_gradient_steps_on_a_quadratic_has_its_closed_form():
+    """L = 1/2 sum_k h_k (theta_k - a_k)^2 by SGD with learning rate eta: g_t = h q^t d with q = 1 - eta h and
+    d = theta_0 - a, so omega = eta sum_t g_t^2 = eta h^2 d^2 (1 - q^(2T)) / (1 - q^2); that is the decrease
+    of each parameter's share of the loss divided by 1 - eta h / 2 (eqs. 2-3, exact as eta -> 0)."""
+    h = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    theta = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)
+    start, eta, steps = theta.clone(), 0.05, 40
+    path = torch.zeros_like(theta)
+    for _ in range(steps):
+        g = h * (theta - a)
+        before = theta.clone()
+        sgd_step(theta, g, lr=eta)
+        accumulate_path_integral(path, g, before, theta)
+    q, d = 1 - eta * h, start - a
+    omega = eta * h**2 * d**2 * (1 - q ** (2 * steps)) / (1 - q**2)
+    torch.testing.assert_close(path, omega)
+    loss_drop = 0.5 * h * ((start - a) ** 2 - (theta - a) ** 2)
+    torch.testing.assert_close(path, loss_drop / (1 - eta * h / 2))
+    importance, anchor, xi = torch.full_like(theta, 0.5), start.clone(), 0.1
+    consolidate_path_integral(importance, path, anchor, theta, xi)
+    torch.testing.assert_close(importance, 0.5 + omega / ((theta - start) ** 2 + xi))  # eq. 5, added to the past's
+    assert torch.equal(path, torch.zeros_like(theta)) and torch.equal(anchor, theta)
+
+
+def test_si_state_starts_at_the_initial_parameters_and_each_boundary_folds_in_the_path_integral():
+    runs = [deterministic(seed=2, optimizer="adam", si_c=1.0, si_xi=0.05), deterministic(seed=3, optimizer="adam"),
+            deterministic(seed=4, optimizer="adam", si_c=2.0)]
+    net = StochasticMLP([6, 5, 3], runs)
+    assert "fisher_w" not in net.state and not net.fisher_generators
+    assert all(torch.equal(a, w) and a is not w for a, w in zip(net.state["si_anchor_w"], net.weights))
+    assert all(not t.any() for name in ("si_path_w", "si_importance_w", "si_path_b", "si_importance_b")
+               for t in net.state[name])
+    g = torch.Generator().manual_seed(0)
+    start = [t.clone() for t in net.weights + net.biases]
+    for t in net.weights + net.biases:  # a task moved the parameters...
+        t.add_(0.1 * torch.randn(t.shape, generator=g))
+    paths = net.state["si_path_w"] + net.state["si_path_b"]
+    for path in paths:  # ...and summed its path integral
+        path.copy_(torch.rand(path.shape, generator=g))
+    omega = [path.clone() for path in paths]
+    net.end_task(torch.zeros(1, 6), torch.zeros(1, dtype=torch.long))
+    xi = torch.tensor([0.05, 0.1, 0.1])
+    for importance, w, path, w0, o in zip(net.state["si_importance_w"] + net.state["si_importance_b"],
+                                          net.weights + net.biases, paths, start, omega):
+        run_xi = xi.view(-1, *[1] * (w.dim() - 1))
+        torch.testing.assert_close(importance, o / ((w - w0) ** 2 + run_xi))
+        assert not path.any()
+    assert all(torch.equal(a, t) for a, t in zip(net.state["si_anchor_w"] + net.state["si_anchor_b"],
+                                                 net.weights + net.biases))

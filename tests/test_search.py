@@ -10,7 +10,7 @@ from lib import continual
 from lib.cli_experiments import search_main
 from lib.continual import LifelongProtocol, RunSpec, run_specs
 from lib.cache import ENV_VAR, STORED_RESULTS
-from lib.search import (BGDSpace, EWCSpace, SearchSpace, default_space, describe_trials, draw_trials,
+from lib.search import (BGDSpace, EWCSpace, SearchSpace, SISpace, default_space, describe_trials, draw_trials,
                         random_search)
 from tests.test_continual import PROTOCOL, rules  # noqa: F401  (the synthetic benchmark fixture)
 
@@ -55,6 +55,23 @@ def test_ewc_trials_cover_both_variants_and_both_optimisers_inside_the_space():
     assert all(t["ewc_mode"] == "online" and t["optimizer"] == "adam" for t in only_online)
 
 
+def test_si_trials_are_log_uniform_inside_the_space_and_searchable():
+    trials = [dict(t) for t in draw_trials(200, seed=1, space=SISpace())]
+    assert all(0.01 <= t["si_c"] <= 1e5 and 1e-3 <= t["si_xi"] <= 0.1 and 1e-5 <= t["lr"] <= 1e-2 for t in trials)
+    decades = np.histogram(np.log10([t["si_c"] for t in trials]), bins=7, range=(-2, 5))[0]
+    assert decades.min() > 15  # each decade of c about equally often
+    assert isinstance(default_space("si"), SISpace)
+    assert SISpace().describe() == ("$c$ log-uniform in [0.01, 100000]; $\\xi$ log-uniform in [0.001, 0.1]; "
+                                    "Adam with a learning rate log-uniform in [1e-05, 0.01]")
+
+
+def test_an_si_search_trains_its_trials_and_its_own_settings(rules):  # noqa: F811
+    rows = random_search(PROTOCOL, 2, method="si", seed=2, cache=False, benchmark=rules)
+    assert len(rows) == 3 and not any(math.isnan(row["average"]) for row in rows)
+    (own,) = [row for row in rows if row["own"]]
+    assert (own["si_c"], own["si_xi"], own["lr"]) == (continual.SI_C["split"], 0.1, 1e-3)
+
+
 def test_bgd_trials_inside_the_space_with_a_batch_size_when_asked():
     trials = [dict(t) for t in draw_trials(100, seed=2, space=BGDSpace())]
     assert all(1e-3 <= t["std_init"] <= 0.1 and 0.1 <= t["mean_eta"] <= 10 for t in trials)
@@ -68,6 +85,7 @@ def test_bgd_trials_inside_the_space_with_a_batch_size_when_asked():
     lambda: SearchSpace(lr=(0.01, -1.0)), lambda: EWCSpace(ewc_mode=("both",)), lambda: EWCSpace(ewc_gamma=(0.5, 1.2)),
     lambda: EWCSpace(ewc_lambda=(0.0, 10.0)), lambda: EWCSpace(optimizer=()), lambda: EWCSpace(lr=(1e-2, 1e-5)),
     lambda: BGDSpace(std_init=(0.1, 0.01)), lambda: BGDSpace(mean_init=("xavier",)), lambda: BGDSpace(batch_size=(0,)),
+    lambda: SISpace(si_c=(0.0, 10.0)), lambda: SISpace(si_xi=(0.1, 0.01)), lambda: SISpace(lr=(1e-3,)),
 ])
 def test_a_bad_space_is_refused(make):
     with pytest.raises(ValueError, match="range|lr|must list"):

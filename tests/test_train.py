@@ -1,5 +1,7 @@
 """The batched training engine on small synthetic benchmarks (no data files needed)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,72 @@ def test_ewc_runs_of_either_variant_batched_equal_each_run_alone():
         np.testing.assert_array_equal(hist.accuracy[r], hist_alone.accuracy[0])
 
 
+def three_tasks() -> Benchmark:
+    return Benchmark("blobs", (blobs(0), blobs(1, shift=0.5), blobs(2, shift=-0.5)), 3)
+
+
+def test_si_runs_batched_with_other_runs_equal_each_run_alone():
+    runs = [deterministic(seed=1, optimizer="adam", lr=0.01, si_c=10.0),
+            deterministic(seed=1, optimizer="adam", lr=0.01, si_c=1.0, si_xi=0.01),
+            deterministic(seed=2, optimizer="adam", lr=0.01, ewc_lambda=100.0),
+            fixed_release(0.5, seed=3, optimizer="adam", lr=0.01, si_c=10.0),
+            deterministic(seed=4, optimizer="adam", lr=0.003)]
+    batched, hist = train(runs, three_tasks(), epochs=1, eval_every="task")
+    assert not torch.equal(batched.weights[0][0], batched.weights[0][1])  # the strengths differ from task 2 on
+    for r, config in enumerate(runs):
+        alone, hist_alone = train([config], three_tasks(), epochs=1, eval_every="task")
+        for layer in range(3):  # bit for bit, not merely close
+            assert torch.equal(batched.weights[layer][r], alone.weights[layer][0])
+            assert torch.equal(batched.biases[layer][r], alone.biases[layer][0])
+            for name, tensors in alone.state.items():
+                if name != "adam_step":
+                    assert torch.equal(batched.state[name][layer][r], tensors[layer][0])
+        np.testing.assert_array_equal(hist.accuracy[r], hist_alone.accuracy[0])
+
+
+def test_si_with_c_zero_is_the_plain_adam_run_bit_for_bit():
+    plain = deterministic(seed=1, optimizer="adam", lr=0.01)
+    beside_si, _ = train([replace(plain, si_c=0.0), replace(plain, seed=2, si_c=100.0)], three_tasks(), epochs=1,
+                         eval_every="never")
+    alone, _ = train([plain], three_tasks(), epochs=1, eval_every="never")
+    assert "si_path_w" in beside_si.state and "si_path_w" not in alone.state  # a network without SI pays nothing
+    assert all(torch.equal(a[0], b[0])
+               for a, b in zip(beside_si.weights + beside_si.biases, alone.weights + alone.biases))
+
+
+def test_the_si_step_adds_the_penalty_gradient_and_integrates_the_task_gradient_alone():
+    """After a task, an SGD step moves theta by -eta (g + 2 c Omega (theta - theta*)), the gradient of the
+    task's loss plus that of the penalty c sum Omega (theta - theta*)^2 (autograd), and adds -g dtheta to omega."""
+    eta, c = 0.1, 50.0
+    net = StochasticMLP(SIZES, [deterministic(seed=1, lr=eta, si_c=c)])
+    fit(net, Benchmark("one", (blobs(0),), 3), epochs=1, batch_size=10, eval_every="never", progress=False,
+        compile=False)
+    importance = net.state["si_importance_w"] + net.state["si_importance_b"]
+    assert all(bool((o > 0).any()) for o in importance)
+    g = torch.Generator().manual_seed(0)
+    for t in net.weights + net.biases:  # away from the anchor, so that the penalty pulls
+        t.add_(0.05 * torch.randn(t.shape, generator=g))
+    task = blobs(1, shift=0.5)
+    x, y = task.train_x[None, :10], task.train_y[None, :10]
+    params = [t[0].clone().requires_grad_() for t in net.weights + net.biases]
+    h = x[0]
+    for k in range(3):
+        h = h @ params[k].T + params[3 + k]
+        h = h.relu() if k < 2 else h
+    task_grads = torch.autograd.grad(torch.nn.functional.cross_entropy(h, y[0]), params)
+    anchors = net.state["si_anchor_w"] + net.state["si_anchor_b"]
+    penalty = c * sum((o[0] * (p - a[0]) ** 2).sum() for o, p, a in zip(importance, params, anchors))
+    penalty_grads = torch.autograd.grad(penalty, params)
+    before = [t.clone() for t in net.weights + net.biases]
+    train_step(net, x, y)
+    for b, t, task_g, penalty_g, path in zip(before, net.weights + net.biases, task_grads, penalty_grads,
+                                             net.state["si_path_w"] + net.state["si_path_b"]):
+        step = (b[0] - t[0]) / eta
+        torch.testing.assert_close(step - task_g, penalty_g, rtol=1e-4, atol=2e-6)
+        assert penalty_g.abs().max() > 0.01  # the penalty is not negligible
+        torch.testing.assert_close(path[0], -task_g * (t[0] - b[0]), rtol=1e-4, atol=1e-9)
+
+
 def test_evaluating_does_not_change_training(two_tasks):
     a, _ = train(RUNS[:1], two_tasks, eval_every="epoch")
     b, hist = train(RUNS[:1], two_tasks, eval_every="never")
@@ -161,6 +229,19 @@ def test_compiled_step_matches_eager_step(two_tasks):
         assert torch.allclose(x, y, atol=1e-5)
     mismatched = sum((x != y).sum().item() for x, y in zip(eager.probs, compiled.probs))
     assert mismatched <= 2  # a gradient within rounding of g_lim may flip its release-probability step
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler on the CPU")
+def test_compiled_si_step_matches_eager_step():
+    runs = [deterministic(seed=1, optimizer="adam", lr=0.01, si_c=10.0),
+            deterministic(seed=2, optimizer="adam", lr=0.01)]
+    two = Benchmark("blobs", three_tasks().tasks[:2], 3)
+    eager, _ = train(runs, two, epochs=1, eval_every="never")
+    compiled, _ = train(runs, two, epochs=1, eval_every="never", compile=True)
+    for name in ("si_path_w", "si_importance_w", "si_anchor_w", "si_path_b"):
+        assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(eager.state[name], compiled.state[name]))
+    for x, y in zip(eager.weights + eager.biases, compiled.weights + compiled.biases):
+        assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_a_failing_compiler_warns_once_and_training_goes_on_eagerly(monkeypatch):
