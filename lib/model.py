@@ -393,7 +393,10 @@ def diagonal_fisher(
         if labels == "true":
             target = y[start:start + batch].expand(probs.shape[:2])
         else:
-            target = torch.stack([torch.multinomial(q, 1, generator=g)[:, 0] for q, g in zip(probs, generators)])
+            # a diverged run (non-finite outputs) samples uniform labels: its Fisher is as broken as its
+            # weights, but it must not stop the runs trained beside it (its draws are its own)
+            sampled = torch.where(torch.isfinite(probs).all(-1, keepdim=True), probs, 1.0 / probs.shape[-1])
+            target = torch.stack([torch.multinomial(q, 1, generator=g)[:, 0] for q, g in zip(sampled, generators)])
         # gradient of log q(y|x) w.r.t. the logits, per example: onehot(y) - softmax
         delta = (-probs).scatter_add_(-1, target.unsqueeze(-1), torch.ones_like(probs[..., :1]))
         squares_w, squares_b, _ = mlp_backward(delta, inputs, weights, squared_per_example=True)

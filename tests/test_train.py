@@ -190,6 +190,16 @@ def test_divergence_is_reported(two_tasks):
         train([presynaptic(seed=0, lr=50.0)], two_tasks, epochs=1)
 
 
+def test_a_diverged_ewc_run_does_not_stop_the_runs_beside_it(two_tasks):
+    good = deterministic(seed=1, optimizer="adam", lr=1e-3, ewc_lambda=10.0)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        together, hist = train([replace(good, lr=1e38, seed=0), good], two_tasks)
+    alone, hist_alone = train([good], two_tasks)
+    assert not torch.isfinite(together.weights[0][0]).all()  # run 0 diverged before EWC's Fisher of task 1
+    assert torch.equal(together.weights[0][1], alone.weights[0][0])
+    np.testing.assert_array_equal(hist.accuracy[1], hist_alone.accuracy[0])
+
+
 def test_evaluate_deterministic_network_matches_its_forward_pass(two_tasks):
     net = StochasticMLP(SIZES, [deterministic(seed=0)])
     task = two_tasks.tasks[0]
