@@ -25,5 +25,5 @@ def dask_cluster():
 def dask_workers(dask_cluster):
     """The session's Dask client once both its workers run (a test may have ended a worker: its nanny
     starts a fresh one)."""
-    dask_cluster.wait_for_workers(2, timeout=120)
+    dask_cluster.wait_for_workers(2, timeout=300)  # a fresh worker imports torch again: slow on a busy machine
     return dask_cluster
