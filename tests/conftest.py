@@ -23,7 +23,16 @@ def dask_cluster():
 
 @pytest.fixture
 def dask_workers(dask_cluster):
-    """The session's Dask client once both its workers run (a test may have ended a worker: its nanny
-    starts a fresh one)."""
-    dask_cluster.wait_for_workers(2, timeout=300)  # a fresh worker imports torch again: slow on a busy machine
+    """The session's Dask client with both its workers (no test that uses it ends a worker)."""
+    dask_cluster.wait_for_workers(2, timeout=60)
     return dask_cluster
+
+
+@pytest.fixture
+def disposable_dask_workers():
+    """A Dask client of two fresh workers for one test that ends workers: their nannies' restarts (a
+    fresh worker imports torch again, slow on a busy machine) never hold up the other tests."""
+    from lib.reproduce import dask_client
+
+    with dask_client(cluster="local", workers=2) as client:
+        yield client

@@ -214,20 +214,19 @@ def test_the_dry_run_finds_the_jobs_whose_runs_are_stored(tmp_path, monkeypatch)
     assert reproduce.stored_jobs(jobs) == {"split_mnist sgd"}
 
 
-# The two tests that end workers come last: a fresh worker takes seconds to import torch again.
-def test_a_job_whose_worker_dies_is_redone_on_a_fresh_worker(tmp_path, dask_workers):
+def test_a_job_whose_worker_dies_is_redone_on_a_fresh_worker(tmp_path, disposable_dask_workers):
     jobs = [reproduce.Job("dies once", 1.0, _exit_once, (tmp_path / "died",)), reproduce.Job("sleep", 1.0, _sleep, (0.1,))]
-    record = reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+    record = reproduce.reproduce(jobs, disposable_dask_workers, settings(tmp_path))
     assert record["finished"] and set(record["jobs"]) == {"dies once", "sleep"}
     assert record["retried"] == {"dies once": 1}
 
 
-def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, dask_workers):
+def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, disposable_dask_workers):
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (30.0, tmp_path / f"{k}.log")) for k in range(2)]
     _interrupt_later(1.0, 1.5)
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        reproduce.reproduce(jobs, dask_workers, settings(tmp_path))
+        reproduce.reproduce(jobs, disposable_dask_workers, settings(tmp_path))
     assert time.perf_counter() - start < 15.0, "the workers were not ended"
     record = json.loads((tmp_path / "benchmarks" / "reproduce.json").read_text())
     assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
