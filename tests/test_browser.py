@@ -270,6 +270,16 @@ def test_no_page_links_a_script_style_or_font_of_another_host(book_html):
     assert not offending
 
 
+def test_no_displayed_equation_shows_two_numbers(book_html):
+    """An equation that gives the paper's number with ``\\tag`` must not also get Sphinx's running number
+    (an unstarred amsmath environment does: it showed "(4) (1)")."""
+    block = re.compile(r'<div class="[^"]*\bmath\b[^"]*"[^>]*>(.*?)</div>', re.DOTALL)
+    doubled = {str(page.relative_to(book_html)): [m[:80] for m in block.findall(page.read_text(errors="replace"))
+                                                  if 'class="eqno"' in m and "\\tag" in m]
+               for page in book_html.rglob("*.html")}
+    assert not {page: hits for page, hits in doubled.items() if hits}
+
+
 REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE)
 
 
