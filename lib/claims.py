@@ -59,20 +59,13 @@ def _numeric(claim: str, ours: Sequence[float] | None, published: paper.Publishe
 
 def energy_claims() -> list[Claim]:
     """Fig. 1b: the ranking of the best information per unit of synaptic energy."""
-    protocol = energy.EnergyProtocol()
-    load = dict(train=False)
-    pre = energy.energy_sweep("presynaptic", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, **load)
-    runs = {"presynaptic": pre, "deterministic": energy.energy_sweep("deterministic", ENERGY_WEIGHT_DECAYS, SEEDS,
-                                                                           protocol, **load)}
-    if all(r is not None for r in pre):
-        fixed_p = energy.matched_release(ENERGY_WEIGHT_DECAYS, pre)
-        runs["fixed"] = energy.energy_sweep("fixed", ENERGY_WEIGHT_DECAYS, SEEDS, protocol, fixed_p, **load)
+    runs = energy.model_sweeps(ENERGY_WEIGHT_DECAYS, SEEDS, train=False)
     claim = "Fig. 1b: best information per energy, presynaptic > deterministic > fixed $p$"
-    if len(runs) < 3 or any(r is None for rs in runs.values() for r in rs):
+    if any(r is None for rs in runs.values() for r in rs):
         return [Claim(claim, "ranking", "not stored", "—", "not stored", "02_energy")]
     best = {m: 1000 * energy.best_information_per_energy(energy.sweep_arrays(rs, len(ENERGY_WEIGHT_DECAYS)))
             for m, rs in runs.items()}  # mbit per unit of energy, per seed
-    order = sorted(best, key=lambda m: best[m].mean(), reverse=True)
+    order = energy.efficiency_ranking(best)
     ours = ", ".join(f"{m} {mean_sem_text(best[m], 3)}" for m in order) + " mbit"
     verdict = "holds" if tuple(order) == paper.ENERGY_RANKING else "does not hold"
     return [Claim(claim, " > ".join(paper.ENERGY_RANKING), ours, "—", verdict, "02_energy")]

@@ -1,12 +1,14 @@
 """The energy experiment of Fig. 1 (chapter 2): information transmitted against synaptic energy.
 
-Three models (presynaptic, fixed release probability, deterministic) are trained on MNIST at several
-weight decays :math:`\\lambda`, the only energy regulariser of the authors' runs. Every run is
+Three models (presynaptic, fixed release probability, deterministic) are trained on MNIST (chapter 7:
+also on Fashion-MNIST) at several weight decays :math:`\\lambda`, the only energy regulariser of the
+authors' runs. Every run is
 stored in ``results/energy`` (:mod:`lib.cache`), together with the final network of the stochastic
 runs, which chapters 3 and 4 analyse (:mod:`lib.energy_analysis`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -22,6 +24,7 @@ from .train import default_device, fit
 EXPERIMENT = "energy"
 ENERGY_MODELS = ("presynaptic", "fixed", "deterministic")
 PAPER_WEIGHT_DECAYS = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1)
+DATASET_NAMES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST"}  # the benchmarks of the experiment
 SWEEP_METRICS = ("accuracy", "mutual_information", "energy", "activity", "mean_p")  # the final metrics of a run
 
 
@@ -142,6 +145,55 @@ def matched_release(weight_decays: Sequence[float], presynaptic_results: Sequenc
     """
     mean_p = sweep_arrays(presynaptic_results, len(weight_decays))["mean_p"].mean(1)
     return {wd: round(float(m), 3) for wd, m in zip(weight_decays, mean_p)}
+
+
+def model_sweeps(
+    weight_decays: Sequence[float], seeds: Sequence[int], protocol: EnergyProtocol = EnergyProtocol(),
+    fixed_p: float | str = "matched", *, progress: bool | None = None, train: bool = True,
+) -> dict[str, list[dict | None]]:
+    """The runs of Fig. 1's three models at every (lambda, seed), per model (:func:`energy_sweep`).
+
+    ``fixed_p="matched"``: the fixed model releases with :func:`matched_release` at each lambda (so its
+    runs need every presynaptic run first: with ``train=False`` and one of those missing, the fixed
+    model's runs are all ``None``); a number: that probability at every lambda (the authors' code: 0.4).
+    """
+    if fixed_p != "matched" and not (isinstance(fixed_p, (int, float)) and 0 < fixed_p <= 1):
+        raise ValueError(f'fixed_p must be "matched" or a release probability in (0, 1], got {fixed_p!r}')
+    presynaptic_runs = energy_sweep("presynaptic", weight_decays, seeds, protocol, progress=progress, train=train)
+    runs = {"presynaptic": presynaptic_runs}
+    if fixed_p != "matched":
+        runs["fixed"] = energy_sweep("fixed", weight_decays, seeds, protocol, dict.fromkeys(weight_decays, float(fixed_p)),
+                                     progress=progress, train=train)
+    elif None in presynaptic_runs:
+        runs["fixed"] = [None] * len(presynaptic_runs)
+    else:
+        runs["fixed"] = energy_sweep("fixed", weight_decays, seeds, protocol, matched_release(weight_decays, presynaptic_runs),
+                                     progress=progress, train=train)
+    runs["deterministic"] = energy_sweep("deterministic", weight_decays, seeds, protocol, progress=progress, train=train)
+    return runs
+
+
+def efficiency_ranking(best: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The models ordered by their mean over seeds of :func:`best_information_per_energy`, best first."""
+    return tuple(sorted(best, key=lambda m: float(np.mean(best[m])), reverse=True))
+
+
+def presynaptic_against_others(best: Mapping[str, np.ndarray]) -> list[dict]:
+    """The presynaptic model's :func:`best_information_per_energy` against each other model's: the
+    ratio of their means over seeds and the two-sample t-test with equal variances (the authors' test;
+    ``t`` and ``p`` are NaN with fewer than two seeds a side). ``t > 0``: the presynaptic model is the
+    more efficient."""
+    from scipy import stats
+
+    rows = []
+    for model, values in best.items():
+        if model == "presynaptic":
+            continue
+        a, b = np.asarray(best["presynaptic"], dtype=float), np.asarray(values, dtype=float)
+        test = stats.ttest_ind(a, b) if len(a) > 1 and len(b) > 1 else None
+        rows.append({"model": model, "ratio": float(a.mean() / b.mean()),
+                     "t": float(test.statistic) if test else math.nan, "p": float(test.pvalue) if test else math.nan})
+    return rows
 
 
 def load_state(run: SynapseConfig, protocol: EnergyProtocol = EnergyProtocol()) -> NetworkState | None:

@@ -1,7 +1,7 @@
 """Every paper-scale training run of the book as jobs on a Dask cluster (``make reproduce``).
 
 The book's training splits into jobs: one per (benchmark, method, setting) of chapter 5 with its seeds
-trained together, and the energy runs of chapters 2-4. :func:`reproduce` hands the jobs, longest
+trained together, and the energy runs of chapters 2-4 and 7. :func:`reproduce` hands the jobs, longest
 first, to the single-threaded workers of a Dask cluster: by default a ``LocalCluster`` of one worker
 process per core (per GPU with CUDA), else an existing scheduler or a SLURM cluster
 (:func:`dask_client`). On a small CPU this beats one process using every core, because the
@@ -211,18 +211,23 @@ def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     return jobs
 
 
-def energy_jobs(scale: Scale = Scale()) -> list[Job]:
-    """Chapter 2's runs (presynaptic then fixed, deterministic) and chapter 3's robustness runs."""
-    protocol = energy.EnergyProtocol(epochs=scale.energy_epochs, subset=scale.subset, eval_samples=scale.eval_samples)
+def energy_jobs(scale: Scale = Scale(), benchmark: str = "mnist") -> list[Job]:
+    """The energy experiment's runs on ``benchmark`` (presynaptic then fixed, deterministic): chapter 2
+    on MNIST, with chapter 3's robustness runs; chapter 7 on Fashion-MNIST."""
+    protocol = energy.EnergyProtocol(benchmark=benchmark, epochs=scale.energy_epochs, subset=scale.subset,
+                                     eval_samples=scale.eval_samples)
     n = len(scale.weight_decays) * len(scale.seeds)
     cost = ENERGY_RUN_COST * scale.energy_epochs / 50
-    return [
-        Job("energy presynaptic, fixed", 2 * n * cost, _train_energy,
+    prefix = "energy" if benchmark == "mnist" else f"energy {benchmark}"
+    jobs = [
+        Job(f"{prefix} presynaptic, fixed", 2 * n * cost, _train_energy,
             (("presynaptic", "fixed"), scale.weight_decays, scale.seeds, protocol)),
-        Job("energy deterministic", n * cost, _train_energy, (("deterministic",), scale.weight_decays, scale.seeds, protocol)),
-        Job("energy robustness", (len(ROBUSTNESS_P_INIT) - 1) * len(scale.seeds) * cost, _train_robustness,
-            (scale.seeds, protocol)),
+        Job(f"{prefix} deterministic", n * cost, _train_energy, (("deterministic",), scale.weight_decays, scale.seeds, protocol)),
     ]
+    if benchmark == "mnist":
+        jobs.append(Job("energy robustness", (len(ROBUSTNESS_P_INIT) - 1) * len(scale.seeds) * cost, _train_robustness,
+                        (scale.seeds, protocol)))
+    return jobs
 
 
 def all_jobs(scale: Scale = Scale()) -> list[Job]:
@@ -230,7 +235,7 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
     cost plus that of the longest chain of jobs that wait for it), so that the last ones to finish
     are short."""
     lifelong = lifelong_jobs(scale)
-    jobs = energy_jobs(scale) + lifelong + tuning_jobs(scale, lifelong)
+    jobs = energy_jobs(scale) + energy_jobs(scale, "fmnist") + lifelong + tuning_jobs(scale, lifelong)
     names = {job.name for job in jobs}
     if len(names) < len(jobs) or any(a not in names for job in jobs for a in job.after):
         raise ValueError("job names must be unique, and every job waited for must be one of the jobs")

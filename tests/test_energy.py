@@ -1,6 +1,8 @@
 """The energy experiment (Fig. 1) and the analyses of its networks (chapters 3 and 4): stored once, reused, resumed."""
 import json
 
+import numpy as np
+
 import pytest
 
 from lib import analysis, cache, energy, energy_analysis
@@ -92,3 +94,30 @@ def test_sweep_arrays_and_best_information_per_energy():
     assert best.tolist() == pytest.approx([0.03, 0.021, 0.02])  # seed 0 best at the second lambda, seed 1 at the first
     assert energy.best_information_per_energy(arrays, "activity") == pytest.approx(best / 2)
     assert energy.matched_release([0.0, 0.1], results) == {0.0: 0.3, 0.1: 0.3}
+
+
+def test_model_sweeps_check_fixed_p_and_leave_the_matched_fixed_runs_until_the_presynaptic_ones_exist():
+    for bad in (0.0, 1.5, "0.4", "mean"):
+        with pytest.raises(ValueError, match="fixed_p must be"):
+            energy.model_sweeps([0.0], [0], TINY, bad, train=False)
+    runs = energy.model_sweeps([0.0, 0.01], [0, 1], TINY, train=False)  # nothing stored, nothing trained
+    assert list(runs) == ["presynaptic", "fixed", "deterministic"] and all(rs == [None] * 4 for rs in runs.values())
+
+
+@needs_mnist
+def test_model_sweeps_train_the_fixed_model_at_the_presynaptic_models_mean_p():
+    runs = energy.model_sweeps([0.0], [0], TINY, progress=False)
+    matched = energy.matched_release([0.0], runs["presynaptic"])
+    assert runs["fixed"] == energy.energy_sweep("fixed", [0.0], [0], TINY, matched, train=False)
+    assert runs["fixed"] != energy.energy_sweep("fixed", [0.0], [0], TINY, {0.0: 0.4}, train=False)  # not stored: None
+
+
+def test_the_efficiency_ranking_and_the_tests_against_the_presynaptic_model():
+    best = {"presynaptic": np.array([3.0, 3.2, 2.9]), "fixed": np.array([1.0, 1.1, 0.9]), "deterministic": np.array([3.5, 3.6, 3.4])}
+    assert energy.efficiency_ranking(best) == ("deterministic", "presynaptic", "fixed")
+    rows = {row["model"]: row for row in energy.presynaptic_against_others(best)}
+    assert set(rows) == {"fixed", "deterministic"}
+    assert rows["fixed"]["ratio"] == pytest.approx(9.1 / 3 / 1.0) and rows["fixed"]["t"] > 0 and rows["fixed"]["p"] < 0.01
+    assert rows["deterministic"]["t"] < 0 and rows["deterministic"]["p"] < 0.05
+    one_seed = energy.presynaptic_against_others({"presynaptic": np.array([2.0]), "fixed": np.array([1.0])})
+    assert one_seed[0]["ratio"] == 2.0 and np.isnan(one_seed[0]["t"]) and np.isnan(one_seed[0]["p"])

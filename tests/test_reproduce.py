@@ -37,6 +37,11 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     assert tuple(lifelong["methods"]) == continual.MAIN_METHODS and tuple(lifelong["ablations"]) == continual.ABLATION_METHODS
     assert (lifelong["epochs"], tuple(lifelong["seeds"]), lifelong["subset"]) == (scale.epochs_per_task, scale.seeds, None)
     assert (lifelong["search_benchmark"], lifelong["search_trials"]) == (scale.search_benchmark, scale.search_trials)
+    beyond = parameters("07_beyond")  # the energy experiment on each dataset at chapter 2's scale
+    assert beyond["weight_decays"] == energy["weight_decays"] and beyond["seeds"] == energy["seeds"]
+    assert beyond["epochs"] == scale.energy_epochs and beyond["subset"] is None
+    names = {job.name for job in reproduce.all_jobs(scale)}
+    assert {f"energy {b} deterministic" for b in beyond["benchmarks"] if b != "mnist"} <= names
 
 
 def test_every_chapter_run_is_in_exactly_one_job():
