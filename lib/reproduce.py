@@ -41,7 +41,7 @@ from .data import write_atomic
 # estimates. Measured on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the
 # stochastic models, BGD about 5 times that, the deterministic networks about half.
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
-METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "joint": 0.45}
+METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
 ENERGY_RUN_COST = 1.2
 # Minutes of one single-threaded worker per unit of cost: the 67 jobs of the timed make reproduce on
 # the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
@@ -172,7 +172,7 @@ def _protocol(scale: Scale, benchmark: str) -> continual.LifelongProtocol:
 
 
 def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
-    """Chapter 5's tuning (:mod:`lib.tuning`): the searches of every tuned method, in jobs of about
+    """Chapters 5 and 7's tuning (:mod:`lib.tuning`): the searches of every searched method, in jobs of about
     :data:`SEARCH_JOB_COST` (a trial that an ``earlier`` job trains is left to it), then per benchmark
     the method's tuned runs and, where searched, its oracle runs, each after the jobs it needs."""
     claimed = {run: job.name for job in earlier for run in job.runs}
@@ -193,7 +193,7 @@ def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
             needed.add(name)
         return tuple(sorted(needed))
 
-    for method in tuning.TUNED_METHODS:
+    for method in tuning.SEARCHED_METHODS:
         tuned_by = tuning.tuning_search(method, _protocol(scale, tuning.TUNING_BENCHMARK), scale.tuning_trials)
         needs_tuning = search_jobs(tuned_by)
         for benchmark in scale.benchmarks:

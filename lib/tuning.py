@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from .continual import METHOD_LABELS, LifelongProtocol, RunSpec, check_method, method_config, run_specs, settings_text
 from .search import Trial, default_space, trial_specs
 
 TUNING_BENCHMARK = "perm_mnist"
-TUNED_METHODS = ("presynaptic", "ewc", "bgd")
+TUNED_METHODS = ("presynaptic", "ewc", "bgd")  # chapter 5's comparison
+# Every method with a tuning search: chapter 5's and Synaptic Intelligence, chapter 7's extra baseline.
+SEARCHED_METHODS = TUNED_METHODS + ("si",)
 TRIALS = 16
 # Benchmarks with an oracle search of every tuned method: the cheap ones, and the tuning benchmark,
 # whose oracle is the tuning search itself. (On the other permuted benchmarks an oracle search costs
@@ -49,8 +52,8 @@ class Search:
 
     def __post_init__(self) -> None:
         check_method(self.method)
-        if self.method not in TUNED_METHODS:
-            raise ValueError(f"no tuning of method {self.method!r}; tuned methods: {', '.join(TUNED_METHODS)}")
+        if self.method not in SEARCHED_METHODS:
+            raise ValueError(f"no tuning of method {self.method!r}; tuned methods: {', '.join(SEARCHED_METHODS)}")
         if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ValueError(f"n_trials must be a positive integer, got {self.n_trials!r}")
 
@@ -94,6 +97,20 @@ def oracle_search(method: str, protocol: LifelongProtocol, n_trials: int = TRIAL
         return None
     return Search(protocol, method, n_trials)
 
+
+
+def tuned_results(method: str, protocol: LifelongProtocol, seeds: Sequence[int], n_trials: int = TRIALS, *,
+                  train: bool = False) -> list[dict | None] | None:
+    """The runs of ``method`` with the settings its tuning search chose (:func:`tuning_search` at
+    ``protocol``'s scale) on ``protocol``'s benchmark, one per seed (``None`` where not stored); None
+    while the search is incomplete. ``train=True`` trains the search's missing trials, then the runs."""
+    search = tuning_search(method, protocol, n_trials)
+    if train:
+        run_specs(search.protocol, search.specs)
+    chosen = search.best()
+    if chosen is None:
+        return None
+    return run_specs(protocol, [RunSpec(method, s, chosen) for s in seeds], train=train)
 
 
 def spaces_markdown() -> str:

@@ -42,6 +42,9 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     assert beyond["epochs"] == scale.energy_epochs and beyond["subset"] is None
     names = {job.name for job in reproduce.all_jobs(scale)}
     assert {f"energy {b} deterministic" for b in beyond["benchmarks"] if b != "mnist"} <= names
+    assert (set(beyond["lifelong_benchmarks"]), tuple(beyond["lifelong_seeds"])) == (set(scale.benchmarks), scale.seeds)
+    assert (beyond["epochs_per_task"], beyond["tuning_trials"]) == (scale.epochs_per_task, scale.tuning_trials)
+    assert {f"{b} si tuned" for b in beyond["lifelong_benchmarks"]} <= names
 
 
 def test_every_chapter_run_is_in_exactly_one_job():

@@ -165,3 +165,21 @@ def test_the_spaces_and_the_searches_are_described_from_their_values(monkeypatch
     assert rows[3] == "| EWC | 2 of 3 | 70.00 | 60.00 | not yet: the search is incomplete |"
     assert rows[4] == "| BGD | 3 of 3 | 70.00 | 60.00 | its own settings |"
     assert searches.tuned == {"presynaptic": searches.tuning["presynaptic"].specs[1].overrides, "bgd": ()}
+
+
+def test_tuned_results_wait_for_the_whole_search_then_load_the_chosen_settings_for_every_seed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(tuning, "run_specs", lambda protocol, specs, train=True: calls.append((protocol, specs, train)) or
+                        [{"average": 0.5}] * len(specs))
+    monkeypatch.setattr(tuning.Search, "best", lambda self: None)
+    assert tuning.tuned_results("si", PROTOCOL, (0, 1)) is None and calls == []
+    chosen = (("si_c", 3.0),)
+    monkeypatch.setattr(tuning.Search, "best", lambda self: chosen)
+    assert tuning.tuned_results("si", PROTOCOL, (0, 1), 4) == [{"average": 0.5}] * 2
+    assert calls == [(PROTOCOL, [RunSpec("si", 0, chosen), RunSpec("si", 1, chosen)], False)]
+    calls.clear()
+    tuning.tuned_results("si", PROTOCOL, (0,), 4, train=True)  # trains the search's candidates first
+    search = tuning.tuning_search("si", PROTOCOL, 4)
+    assert calls[0] == (search.protocol, search.specs, True) and calls[1][1] == [RunSpec("si", 0, chosen)]
+    with pytest.raises(ValueError, match="no tuning of method 'sgd'"):
+        tuning.tuned_results("sgd", PROTOCOL, (0,))
