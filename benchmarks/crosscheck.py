@@ -337,11 +337,12 @@ def main() -> int:
                 report["failures"][f"{peer}, seed {seed}"] = ""  # clears a failure stored by an earlier invocation
             except RuntimeError as err:
                 report["failures"][f"{peer}, seed {seed}"] = str(err)
-        report["wall_seconds"][peer] = time.perf_counter() - start
+        report["wall_seconds"][f"{peer}, seeds {' '.join(map(str, args.seeds))}"] = time.perf_counter() - start
     if "ours" in args.only:
         start = time.perf_counter()
         report["implementations"][OURS] = ours(bench, args)
-        report["wall_seconds"]["ours (" + ", ".join(args.methods) + ")"] = time.perf_counter() - start
+        report["wall_seconds"][f"ours ({', '.join(args.methods)}), seeds {' '.join(map(str, args.seeds))}"] = \
+            time.perf_counter() - start
     merged = merge(out, report, args.replace)
     for failure in filter(None, report["failures"].values()):
         print(f"error: {failure}", file=sys.stderr)

@@ -61,6 +61,13 @@ def per_seed(report: Mapping, side: Mapping) -> dict[int, float]:
     return {int(seed): measure(result, side["measure"]) for seed, result in sorted(seeds.items(), key=lambda kv: int(kv[0]))}
 
 
+def training_seconds(report: Mapping) -> float:
+    """The wall-clock seconds of all stored runs added up (each seed's ``wall_seconds``; runs of ours that
+    trained as one batch share its time)."""
+    return float(sum(result.get("wall_seconds", 0.0) for runs in report["implementations"].values()
+                     for seeds in runs.values() for result in seeds.values()))
+
+
 def welch(a, b) -> float:
     """Two-sided p of Welch's t-test of ``a`` against ``b``; NaN with fewer than two values on a side."""
     if len(a) < 2 or len(b) < 2:

@@ -91,6 +91,13 @@ def test_findings_say_agree_or_differ(report):
     assert "not stored" in lines[1] and "too few seeds" in lines[2]
 
 
+def test_training_seconds_adds_every_run(report):
+    assert crosscheck.training_seconds(report) == 0.0
+    report["implementations"]["us"]["a"]["0"]["wall_seconds"] = 2.5
+    report["implementations"]["them"]["b"]["1"]["wall_seconds"] = 4.0
+    assert crosscheck.training_seconds(report) == pytest.approx(6.5)
+
+
 def test_table_reads_a_path(report, tmp_path):
     path = tmp_path / "crosscheck.json"
     path.write_text(json.dumps(report))
