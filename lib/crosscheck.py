@@ -126,7 +126,8 @@ def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
 
 def findings_markdown(frame: pd.DataFrame, alpha: float = 0.05, digits: int = 2) -> str:
     """One bullet per comparison of :func:`table`: both means, the difference, Welch's p, and whether the
-    two implementations agree within the spread of the seeds (:math:`p \\ge` ``alpha``) or differ."""
+    two implementations differ beyond the spread of the seeds (:math:`p <` ``alpha``) or not (a difference
+    that few seeds cannot separate from their spread is not shown to be absent)."""
     lines = []
     for row in frame.itertuples(index=False):
         if not (np.isfinite(row.ours_mean) and np.isfinite(row.peer_mean)):
@@ -137,7 +138,8 @@ def findings_markdown(frame: pd.DataFrame, alpha: float = 0.05, digits: int = 2)
         if not np.isfinite(row.p):
             lines.append(f"* **{row.comparison}:** {numbers}; too few seeds for a test).")
         elif row.p >= alpha:
-            lines.append(f"* **{row.comparison}:** {numbers}, p = {row.p:.2g}): agree within the spread of the seeds.")
+            lines.append(f"* **{row.comparison}:** {numbers}, p = {row.p:.2g}): no difference beyond the spread "
+                         "of the seeds.")
         else:
             lines.append(f"* **{row.comparison}:** {numbers}, p = {row.p:.2g}): differ beyond the spread of the seeds.")
     return "\n".join(lines)

@@ -85,9 +85,9 @@ def test_findings_say_agree_or_differ(report):
     assert len(lines) == 3
     p = frame.loc[0, "p"]
     assert f"p = {p:.2g}" in lines[0] and "+9.50 points" in lines[0]
-    assert ("agree" in lines[0]) == (p >= 0.05) and ("differ" in lines[0]) == (p < 0.05)
-    assert "differ" in crosscheck.findings_markdown(frame, alpha=1.0).splitlines()[0]
-    assert "agree" in crosscheck.findings_markdown(frame, alpha=0.0).splitlines()[0]
+    assert ("no difference" in lines[0]) == (p >= 0.05) and ("differ beyond" in lines[0]) == (p < 0.05)
+    assert "differ beyond" in crosscheck.findings_markdown(frame, alpha=1.0).splitlines()[0]
+    assert "no difference" in crosscheck.findings_markdown(frame, alpha=0.0).splitlines()[0]
     assert "not stored" in lines[1] and "too few seeds" in lines[2]
 
 
