@@ -199,11 +199,11 @@ def check_output(out: Path, wanted: dict, replace: bool) -> str | None:
     """Why results cannot be written to ``out`` (None when they can), checked before any training."""
     if out.is_dir():
         return f"--out {out} is a directory"
-    folder = out.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not os.access(folder, os.W_OK):
-        return f"--out {out}: {folder} is not writable"
+    try:  # create its folder and a file in it, as writing the result will
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as err:
+        return f"--out {out} cannot be written ({err})"
     if out.exists() and not replace:
         try:
             stored = json.loads(out.read_text())
@@ -224,12 +224,12 @@ def merge(out: Path, fresh: dict, replace: bool) -> dict:
         stored = {} if replace or not out.exists() else json.loads(out.read_text())
         if stored.get("scale") not in (None, fresh["scale"]):
             raise RuntimeError(f"{out} now holds results at another scale; nothing written")
-        report = {**fresh, "implementations": stored.get("implementations", {}),
+        report = {**fresh, "implementations": stored.get("implementations", {}), "sources": stored.get("sources", {}),
                   "failures": stored.get("failures", {}), "wall_seconds": stored.get("wall_seconds", {})}
         for implementation, runs in fresh["implementations"].items():
             for label, seeds in runs.items():
                 report["implementations"].setdefault(implementation, {}).setdefault(label, {}).update(seeds)
-        for key in ("failures", "wall_seconds"):
+        for key in ("sources", "failures", "wall_seconds"):
             report[key].update(fresh[key])
         report["seeds"] = sorted({int(s) for runs in report["implementations"].values() for seeds in runs.values()
                                   for s in seeds})
@@ -263,7 +263,7 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.tasks <= 10:
         parser.error("--tasks must lie in 1..10")
-    for name in ("epochs", "presynaptic_epochs", "batch_size"):
+    for name in ("epochs", "presynaptic_epochs", "batch_size", "peer_threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.train_examples is not None and not 1 <= args.train_examples <= 10000:
@@ -308,8 +308,19 @@ def main() -> int:
             "--checkout", str(args.authors_checkout.resolve()) if args.authors_checkout else "",
             "--epochs", str(args.presynaptic_epochs)]),
     }
+    sources = {}
+    for peer in peers:
+        if peer in checkouts:
+            try:
+                commit = subprocess.run(["git", "-C", str(checkouts[peer][0]), "rev-parse", "HEAD"],
+                                        capture_output=True, text=True)
+            except OSError:  # no git
+                commit = None
+            sources[checkouts[peer][3]] = commit.stdout.strip() if commit and commit.returncode == 0 \
+                else "unknown (not a git checkout)"
     report = {
         "scale": wanted,
+        "sources": sources,
         "machine": machine(),
         "permutations": "shared: every implementation trains and tests on the arrays exported by this script "
                         "(the book's normalised images under the permutations of lib.tasks)",
