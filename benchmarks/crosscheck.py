@@ -217,9 +217,10 @@ def check_output(out: Path, wanted: dict, replace: bool) -> str | None:
 
 def merge(out: Path, fresh: dict, replace: bool) -> dict:
     """``fresh`` written to ``out`` with the runs (implementation, run, seed) of the stored file that
-    ``fresh`` does not have; the file is locked while it is read and written."""
+    ``fresh`` does not have; its folder is locked while the file is read and written."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as lock:
+    lock = os.open(out.parent, os.O_RDONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         stored = {} if replace or not out.exists() else json.loads(out.read_text())
         if stored.get("scale") not in (None, fresh["scale"]):
@@ -235,6 +236,8 @@ def merge(out: Path, fresh: dict, replace: bool) -> dict:
                                   for s in seeds})
         report["failures"] = {k: v for k, v in report["failures"].items() if v}
         write_atomic(out, json.dumps(report, indent=1).encode())
+    finally:
+        os.close(lock)  # releases the lock
     return report
 
 
