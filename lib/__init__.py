@@ -14,7 +14,8 @@ Modules, one concept each:
 * ``continual`` (continual-learning methods, ablations and sweeps), ``search`` (random search of a
   method's settings), ``bgd`` (Bayesian gradient descent), ``perceptron`` (the lifelong perceptron);
 * ``reproduce`` (every training run of the book, as jobs on a Dask cluster), ``compare`` (two results
-  folders compared run by run), ``mask_generators`` (stored runs of the two mask generators compared);
+  folders compared run by run), ``mask_generators`` (stored runs of the two mask generators compared),
+  ``crosscheck`` (the book's baselines against implementations written elsewhere, as a table);
 * ``paper`` (the published numbers), ``claims`` (the paper's claims against the stored runs), ``book``
   (helpers the chapters share), ``cli_common``, ``cli_data``, ``cli_experiments`` (``python -m lib``).
 """
