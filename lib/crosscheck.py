@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .book import mean_sem
+from .book import mean_sem, signed
 from .cache import results_root
 
 COLUMNS = ("comparison", "method", "ours", "peer", "ours_mean", "ours_sem", "peer_mean", "peer_sem",
@@ -110,7 +110,7 @@ def cells(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         "comparison": frame["comparison"],
         "ours (%)": [text(m, s) for m, s in zip(frame["ours_mean"], frame["ours_sem"])],
         "peer (%)": [text(m, s) for m, s in zip(frame["peer_mean"], frame["peer_sem"])],
-        "difference (points)": [f"{d:+.{digits}f}" if np.isfinite(d) else "–" for d in frame["difference"]],
+        "difference (points)": [signed(d, digits) if np.isfinite(d) else "–" for d in frame["difference"]],
         "Welch's p": [f"{p:.2g}" if np.isfinite(p) else "–" for p in frame["p"]],
         "seeds": [f"{a} / {b}" for a, b in zip(frame["ours_seeds"], frame["peer_seeds"])],
     })
@@ -134,7 +134,7 @@ def findings_markdown(frame: pd.DataFrame, alpha: float = 0.05, digits: int = 2)
             lines.append(f"* **{row.comparison}:** not stored for both implementations.")
             continue
         numbers = (f"ours {row.ours_mean:.{digits}f} %, theirs {row.peer_mean:.{digits}f} % "
-                   f"({row.difference:+.{digits}f} points")
+                   f"({signed(row.difference, digits)} points")
         if not np.isfinite(row.p):
             lines.append(f"* **{row.comparison}:** {numbers}; too few seeds for a test).")
         elif row.p >= alpha:

@@ -280,6 +280,17 @@ def test_no_displayed_equation_shows_two_numbers(book_html):
     assert not {page: hits for page, hits in doubled.items() if hits}
 
 
+def test_no_page_shows_the_python_repr_of_a_value(book_html):
+    """A value glued with the wrong role shows as ``<IPython.core.display.Markdown object>``."""
+    pattern = re.compile(r"&lt;[\w.]+ object(?: at 0x[0-9a-f]+)?&gt;")
+    shown = {}
+    for page in book_html.rglob("*.html"):
+        text = re.sub(r"<(script|style)\b.*?</\1>", "", page.read_text(errors="replace"), flags=re.DOTALL)
+        if hits := pattern.findall(text):
+            shown[str(page.relative_to(book_html))] = hits[:3]
+    assert not shown
+
+
 REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE)
 
 

@@ -124,3 +124,10 @@ def test_stored_crosscheck_has_every_row_with_three_seeds():
     for column in ("ours_mean", "peer_mean", "ours_sem", "peer_sem", "p"):
         assert np.isfinite(frame[column]).all(), column
     assert frame["ours_mean"].between(10, 100).all() and frame["peer_mean"].between(10, 100).all()
+
+
+def test_negative_differences_are_shown_with_the_minus_sign(report):
+    frame = crosscheck.table(report)
+    frame.loc[0, "difference"] = -1.25
+    assert crosscheck.cells(frame).loc[0, "difference (points)"] == "−1.25"
+    assert "(−1.25 points" in crosscheck.findings_markdown(frame).splitlines()[0]
