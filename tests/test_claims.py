@@ -30,7 +30,7 @@ def test_without_stored_runs_every_claim_says_so_and_nothing_is_trained():
 def test_the_stored_runs_reproduce_the_headline_claims(monkeypatch):
     monkeypatch.setenv(cache.ENV_VAR, str(cache.STORED_RESULTS))
     rows = {r.claim: r for r in claims.claims()}
-    if any(r.verdict == "not stored" for r in rows.values()):
+    if any(r.verdict == "not stored" for r in rows.values() if r.where != "07_beyond"):
         pytest.skip("not every stored run is in results/")
     assert rows["Fig. 1b: best information per energy, presynaptic > deterministic > fixed $p$"].verdict == "holds"
     # Split MNIST: the seeds' s.d. is about 0.5 points and the paper's s.e.m. 0.01, so three seeds' mean
