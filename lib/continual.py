@@ -180,7 +180,8 @@ class LifelongProtocol:
     authors' BGD runs used): ``eval_batch``, the test examples that share one stochastic draw (one
     per test batch there, so its training batch size, 128 in the authors' runs); ``drop_last=False``,
     which trains on each epoch's last incomplete mini-batch too; and ``permute_first_task=False``,
-    which leaves task 1 of a permuted benchmark unpermuted.
+    which leaves task 1 of a permuted benchmark unpermuted. ``n_tasks`` gives a permuted benchmark a
+    longer (or shorter) sequence of tasks than its 10 (chapter 7).
     """
 
     benchmark: str
@@ -193,10 +194,11 @@ class LifelongProtocol:
     eval_batch: int = 100
     drop_last: bool = True
     permute_first_task: bool = True
+    n_tasks: int | None = None
 
     # Fields added after the first results were stored: they enter the protocol's description (and so
     # every run's cache key) only when they differ from their default, which keeps earlier keys valid.
-    LATER_FIELDS = ("eval_batch", "drop_last", "permute_first_task")
+    LATER_FIELDS = ("eval_batch", "drop_last", "permute_first_task", "n_tasks")
 
     def __post_init__(self) -> None:
         check_benchmark(self.benchmark)
@@ -209,6 +211,10 @@ class LifelongProtocol:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not self.permute_first_task and not self.benchmark.startswith("perm"):
             raise ValueError(f"permute_first_task=False needs a permuted benchmark, not {self.benchmark!r}")
+        if self.n_tasks is not None and (not self.benchmark.startswith("perm") or isinstance(self.n_tasks, bool)
+                                         or not isinstance(self.n_tasks, int) or self.n_tasks < 2):
+            raise ValueError(f"n_tasks must be None or an integer >= 2 of a permuted benchmark, got {self.n_tasks!r} "
+                             f"for {self.benchmark!r}")
 
     def describe(self) -> dict:
         """The protocol as a plain dict (for cache keys and result files)."""
@@ -352,7 +358,7 @@ def run_specs(
     if todo and train:
         bench = benchmark or make_benchmark(protocol.benchmark, seed=protocol.permutation_seed,
                                             subset=protocol.subset, device=default_device(),
-                                            permute_first=protocol.permute_first_task)
+                                            permute_first=protocol.permute_first_task, n_tasks=protocol.n_tasks)
         batches = [group[start:start + (max_batch or len(group))] for group in todo.values()
                    for start in range(0, len(group), max_batch or len(group))]
         done, total = 0, sum(len(members) for members in batches)

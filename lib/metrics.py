@@ -68,6 +68,13 @@ def learning_accuracy(accuracy) -> float:
     return float(np.diag(_accuracy_matrix(accuracy)).mean())
 
 
+def average_over_seen_tasks(accuracy) -> np.ndarray:
+    """After each task :math:`i`, the average accuracy over the tasks learned so far,
+    :math:`\frac1i \sum_{j=1}^{i} a_{i,j}` (one value per task; the last is the usual average accuracy)."""
+    a = _accuracy_matrix(accuracy)
+    return np.array([a[i, :i + 1].mean() for i in range(len(a))])
+
+
 def backward_transfer(accuracy) -> float:
     """Backward transfer (BWT, Lopez-Paz & Ranzato 2017): how learning the later tasks changed the
     accuracy on each earlier one, :math:`\\mathrm{BWT} = \\frac{1}{T-1} \\sum_{i=1}^{T-1} (a_{T,i} - a_{i,i})`.

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -47,6 +47,7 @@ ENERGY_RUN_COST = 1.2
 # the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
 MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
+LONG_SEQUENCE_METHODS = ("presynaptic", "sgd", "ewc", "si")  # chapter 7's long Permuted MNIST sequence
 
 
 # A search's trials are split into jobs of about this cost (about 12 minutes of a worker), so that an
@@ -85,6 +86,7 @@ class Scale:
     search_benchmark: str = "split_mnist"
     search_trials: int = 24
     tuning_trials: int = tuning.TRIALS
+    long_sequence_tasks: int = 30
 
 
 # Every job's function trains the runs of its job that are not stored yet, or, with train=False,
@@ -211,6 +213,30 @@ def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     return jobs
 
 
+def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtocol, seeds: tuple[int, ...],
+                    n_trials: int, train: bool = True) -> bool:
+    """Chapter 7's runs of ``methods`` (:func:`lib.tuning.compared_specs`), whose searches the jobs
+    before this one stored."""
+    specs = tuning.compared_specs(methods, protocol, seeds, n_trials)
+    if specs is None:
+        if not train:
+            return False
+        raise RuntimeError(f"a search of {', '.join(methods)} is incomplete")
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
+
+
+def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
+    """Chapter 7's lifelong runs beyond the paper: the long Permuted MNIST sequence, one job (its 30
+    tasks' data take about 6 GB), after the searches of the tuned methods it compares."""
+    protocol = replace(_protocol(scale, "perm_mnist"), n_tasks=scale.long_sequence_tasks)
+    searches = tuple(sorted(job.name for job in earlier for m in LONG_SEQUENCE_METHODS if tuning.compared_tuned(m)
+                            and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
+    length = scale.long_sequence_tasks / 10
+    cost = sum(_run_cost("perm_mnist", m) for m in LONG_SEQUENCE_METHODS) * len(scale.seeds) * length
+    return [Job(f"perm_mnist {scale.long_sequence_tasks} tasks", cost, _train_compared,
+                (LONG_SEQUENCE_METHODS, protocol, scale.seeds, scale.tuning_trials), after=searches)]
+
+
 def energy_jobs(scale: Scale = Scale(), benchmark: str = "mnist") -> list[Job]:
     """The energy experiment's runs on ``benchmark`` (presynaptic then fixed, deterministic): chapter 2
     on MNIST, with chapter 3's robustness runs; chapter 7 on Fashion-MNIST."""
@@ -235,7 +261,8 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
     cost plus that of the longest chain of jobs that wait for it), so that the last ones to finish
     are short."""
     lifelong = lifelong_jobs(scale)
-    jobs = energy_jobs(scale) + energy_jobs(scale, "fmnist") + lifelong + tuning_jobs(scale, lifelong)
+    tuned = tuning_jobs(scale, lifelong)
+    jobs = energy_jobs(scale) + energy_jobs(scale, "fmnist") + lifelong + tuned + beyond_jobs(scale, tuned)
     names = {job.name for job in jobs}
     if len(names) < len(jobs) or any(a not in names for job in jobs for a in job.after):
         raise ValueError("job names must be unique, and every job waited for must be one of the jobs")

@@ -96,18 +96,24 @@ def permutations(seed: int, n: int = N_PERMUTATIONS, size: int = 784) -> list[Te
 
 
 def build_benchmark(
-    name: str, raw: RawData, *, seed: int = 0, subset: int | None = None, permute_first: bool = True
+    name: str, raw: RawData, *, seed: int = 0, subset: int | None = None, permute_first: bool = True,
+    n_tasks: int | None = None,
 ) -> Benchmark:
     """The benchmark ``name`` from raw data.
 
     ``seed`` fixes the permutations and nothing else; ``subset`` keeps the first ``subset`` training
     and the first ``subset`` test examples of each task (smoke runs). ``permute_first=False`` leaves
     the first task of a permuted benchmark unpermuted (the original images, as in the BGD reference
-    code ``igolan/bgd``); the other tasks keep their permutations.
+    code ``igolan/bgd``); the other tasks keep their permutations. ``n_tasks`` gives a permuted
+    benchmark that many tasks instead of :data:`N_PERMUTATIONS`; its first ten are the usual ones (the
+    permutations are drawn in order from one generator).
     """
     check_name(name)
     if not permute_first and not name.startswith("perm"):
         raise ValueError(f"permute_first=False needs a permuted benchmark, not {name!r}")
+    if n_tasks is not None and (not name.startswith("perm") or isinstance(n_tasks, bool) or not isinstance(n_tasks, int)
+                                or n_tasks < 2):
+        raise ValueError(f"n_tasks must be None or an integer >= 2 of a permuted benchmark, got {n_tasks!r} for {name!r}")
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ValueError(f"subset must be a positive integer or None, got {subset!r}")
     dataset = dataset_of(name)
@@ -123,7 +129,7 @@ def build_benchmark(
     train_x, test_x = normalise(raw.train_images[:subset], dataset), normalise(raw.test_images[:subset], dataset)
     train_y, test_y = raw.train_labels[:subset], raw.test_labels[:subset]
     if name.startswith("perm"):
-        perms = permutations(seed)
+        perms = permutations(seed, n_tasks or N_PERMUTATIONS)
         if not permute_first:
             perms[0] = torch.arange(perms[0].numel())
         tasks = tuple(
@@ -143,12 +149,13 @@ def make_benchmark(
     subset: int | None = None,
     device: str | torch.device = "cpu",
     permute_first: bool = True,
+    n_tasks: int | None = None,
 ) -> Benchmark:
     """Load the raw data (see :func:`lib.data.load`; it never downloads) and build the benchmark ``name``
     (:func:`build_benchmark`) on ``device``."""
     check_name(name)
     raw = load(dataset_of(name), root)
-    return build_benchmark(name, raw, seed=seed, subset=subset, permute_first=permute_first).to(device)
+    return build_benchmark(name, raw, seed=seed, subset=subset, permute_first=permute_first, n_tasks=n_tasks).to(device)
 
 
 def continuous_task_probs(n_tasks: int, steps_per_task: int, transition_portion: float = 0.25) -> Tensor:

@@ -113,6 +113,27 @@ def tuned_results(method: str, protocol: LifelongProtocol, seeds: Sequence[int],
     return run_specs(protocol, [RunSpec(method, s, chosen) for s in seeds], train=train)
 
 
+def compared_tuned(method: str) -> bool:
+    """Whether chapter 7 compares ``method`` with the settings its search chose (the baselines) rather
+    than its own (the presynaptic model, whose own settings are the paper's)."""
+    return method in SEARCHED_METHODS and method != "presynaptic"
+
+
+def compared_specs(methods: Sequence[str], protocol: LifelongProtocol, seeds: Sequence[int],
+                   n_trials: int = TRIALS) -> list[RunSpec] | None:
+    """The runs of ``methods`` for ``seeds`` as chapter 7 compares them: a method with a tuning search
+    (:data:`SEARCHED_METHODS`, the presynaptic model aside: it keeps the paper's settings) with the
+    settings its search at ``protocol``'s scale chose, any other with its own; None while one of the
+    searches is incomplete."""
+    specs = []
+    for method in methods:
+        chosen = tuning_search(method, protocol, n_trials).best() if compared_tuned(method) else ()
+        if chosen is None:
+            return None
+        specs += [RunSpec(method, s, chosen) for s in seeds]
+    return specs
+
+
 def spaces_markdown() -> str:
     """What each tuned method's search draws, and its own settings on the tuning benchmark, one bullet
     each (MyST Markdown)."""

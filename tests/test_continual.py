@@ -244,7 +244,7 @@ def test_runs_train_in_batches_of_at_most_max_batch_and_each_batch_is_reported(r
 def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
     base = LifelongProtocol("perm_mnist")
     assert base.describe() == {k: v for k, v in asdict(base).items()
-                               if k not in ("eval_batch", "drop_last", "permute_first_task")}
+                               if k not in ("eval_batch", "drop_last", "permute_first_task", "n_tasks")}
     run = method_config("bgd", "perm_mnist", 0)
     reference = LifelongProtocol("perm_mnist", eval_batch=128, drop_last=False, permute_first_task=False)
     assert reference.describe() == {**base.describe(), "eval_batch": 128, "drop_last": False,
@@ -254,6 +254,15 @@ def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
         LifelongProtocol("split_mnist", permute_first_task=False)
     with pytest.raises(ValueError, match="eval_batch"):
         LifelongProtocol("perm_mnist", eval_batch=0)
+
+
+
+def test_a_longer_task_sequence_is_a_later_field_of_permuted_benchmarks_only():
+    base, longer = LifelongProtocol("perm_mnist"), LifelongProtocol("perm_mnist", n_tasks=30)
+    assert "n_tasks" not in base.describe() and longer.describe() == {**base.describe(), "n_tasks": 30}
+    for benchmark, n in (("split_mnist", 30), ("perm_mnist", 1), ("perm_mnist", 2.0), ("perm_mnist", True)):
+        with pytest.raises(ValueError, match="n_tasks must be"):
+            LifelongProtocol(benchmark, n_tasks=n)
 
 
 def test_bgd_runs_report_the_accuracy_their_inference_names(rules):

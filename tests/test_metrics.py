@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lib.metrics import (
+    average_over_seen_tasks,
     backward_transfer,
     cross_entropy,
     forgetting,
@@ -63,6 +64,10 @@ def test_cross_entropy_value_and_gradient_match_autograd():
 CONTINUAL = np.array([[90.0, 10.0, 12.0],
                       [60.0, 80.0, 15.0],
                       [70.0, 85.0, 95.0]])
+
+
+def test_average_over_seen_tasks_ignores_the_tasks_not_learned_yet():
+    assert average_over_seen_tasks(CONTINUAL) == pytest.approx([90.0, (60 + 80) / 2, (70 + 85 + 95) / 3])
 
 
 def test_learning_accuracy_is_the_mean_of_the_diagonal():

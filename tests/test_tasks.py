@@ -137,3 +137,14 @@ def test_first_task_can_stay_unpermuted_as_in_the_bgd_reference(raw):
         assert ours.name == theirs.name and torch.equal(ours.train_x, theirs.train_x)
     with pytest.raises(ValueError, match="permuted benchmark"):
         build_benchmark("split_mnist", raw, permute_first=False)
+
+
+def test_a_longer_permuted_sequence_starts_with_the_usual_ten_tasks(raw):
+    usual, longer = build_benchmark("perm_mnist", raw, seed=3), build_benchmark("perm_mnist", raw, seed=3, n_tasks=13)
+    assert len(usual.tasks) == 10 and len(longer.tasks) == 13
+    for ours, theirs in zip(usual.tasks, longer.tasks):
+        assert ours.name == theirs.name and torch.equal(ours.train_x, theirs.train_x)
+    assert not any(torch.equal(longer.tasks[12].train_x, t.train_x) for t in longer.tasks[:12])
+    for name, n in (("split_mnist", 12), ("perm_mnist", 1)):
+        with pytest.raises(ValueError, match="n_tasks must be"):
+            build_benchmark(name, raw, n_tasks=n)
