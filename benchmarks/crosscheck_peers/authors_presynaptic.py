@@ -27,16 +27,16 @@ last task, the mean release probability and the fraction of frozen synapses afte
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from peer_arguments import peer_parser
 
 
 class NoWriter:
@@ -47,13 +47,7 @@ class NoWriter:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkout", type=Path, required=True, help="a checkout of smonsays/presynaptic-stochasticity")
-    parser.add_argument("--data", type=Path, required=True, help="folder of the arrays exported by crosscheck.py")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = peer_parser(__doc__.splitlines()[0], checkout_of="smonsays/presynaptic-stochasticity", epochs=10)
     args = parser.parse_args()
     checkout = args.checkout.resolve()
     if not (checkout / "run_dyn_continual.py").is_file():

@@ -16,13 +16,13 @@ per-example Fisher divided by the batch size B. So Avalanche's :math:`\\lambda` 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from peer_arguments import peer_parser
 
 
 def network() -> torch.nn.Module:
@@ -39,14 +39,9 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of the arrays exported by crosscheck.py")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--ewc-lambda", type=float, nargs="+", required=True)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from avalanche.benchmarks.scenarios.deprecated.generic_benchmark_creation import (
         create_generic_benchmark_from_tensor_lists)

@@ -15,7 +15,6 @@ averages the softmax of the passes as the book does).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from peer_arguments import peer_parser
 
 # The reference's ``main.py`` default of ``--init_params``, as a dict.
 REFERENCE_INIT = {"bias_type": "xavier", "conv_type": "xavier", "bn_init": "01"}
@@ -38,17 +39,11 @@ def loaders(x: np.ndarray, y: np.ndarray, perms: np.ndarray, batch_size: int, sh
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkout", type=Path, required=True, help="a checkout of igolan/bgd")
-    parser.add_argument("--data", type=Path, required=True, help="folder of the arrays exported by crosscheck.py")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser = peer_parser(__doc__.splitlines()[0], checkout_of="igolan/bgd")
     parser.add_argument("--std-init", type=float, default=0.05)
     parser.add_argument("--mean-eta", type=float, default=1.0)
     parser.add_argument("--mc-iters", type=int, default=10)
     parser.add_argument("--test-mc-iters", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, required=True, help="where the reference writes its logs")
     args = parser.parse_args()
     if not (args.checkout / "optimizers_lib" / "bgd_optimizer.py").is_file():
