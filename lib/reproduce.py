@@ -48,6 +48,7 @@ ENERGY_RUN_COST = 1.2
 MINUTES_PER_COST = 0.71
 ROBUSTNESS_P_INIT = (0.25, 0.5, 0.75)  # chapter 3's initial release probabilities
 LONG_SEQUENCE_METHODS = ("presynaptic", "sgd", "ewc", "si")  # chapter 7's long Permuted MNIST sequence
+WIDTH_METHODS = ("presynaptic", "sgd", "ewc")  # chapter 7's networks of other widths
 
 
 # A search's trials are split into jobs of about this cost (about 12 minutes of a worker), so that an
@@ -87,6 +88,7 @@ class Scale:
     search_trials: int = 24
     tuning_trials: int = tuning.TRIALS
     long_sequence_tasks: int = 30
+    widths: tuple[int, ...] = (50, 100, 200, 400)
 
 
 # Every job's function trains the runs of its job that are not stored yet, or, with train=False,
@@ -205,8 +207,8 @@ def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
             cost = _run_cost(benchmark, method) * len(scale.seeds)
             jobs.append(Job(f"{benchmark} {method} tuned", cost, _train_chosen, (tuned_by, protocol, method, scale.seeds),
                             after=tuple(sorted({*needs_tuning, *main}))))
-            oracle_by = tuning.oracle_search(method, protocol, scale.tuning_trials)
-            if oracle_by is not None and oracle_by != tuned_by:
+            oracle_by = tuning.oracle_search(method, protocol, scale.tuning_trials) if method in tuning.TUNED_METHODS else None
+            if oracle_by is not None and oracle_by != tuned_by:  # (chapter 5 shows the oracle rows of its methods)
                 needs_oracle = search_jobs(oracle_by)
                 jobs.append(Job(f"{benchmark} {method} oracle", cost, _train_chosen, (oracle_by, protocol, method, scale.seeds),
                                 after=tuple(sorted({*needs_oracle, *main}))))
@@ -226,15 +228,32 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
 
 
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
-    """Chapter 7's lifelong runs beyond the paper: the long Permuted MNIST sequence, one job (its 30
-    tasks' data take about 6 GB), after the searches of the tuned methods it compares."""
+    """Chapter 7's lifelong runs beyond the paper, each job after the searches of the tuned methods it
+    compares: the long Permuted MNIST sequence (one job: its 30 tasks' data take about 6 GB), and one
+    job per network width other than the paper's."""
     protocol = replace(_protocol(scale, "perm_mnist"), n_tasks=scale.long_sequence_tasks)
     searches = tuple(sorted(job.name for job in earlier for m in LONG_SEQUENCE_METHODS if tuning.compared_tuned(m)
                             and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
     length = scale.long_sequence_tasks / 10
     cost = sum(_run_cost("perm_mnist", m) for m in LONG_SEQUENCE_METHODS) * len(scale.seeds) * length
-    return [Job(f"perm_mnist {scale.long_sequence_tasks} tasks", cost, _train_compared,
+    jobs = [Job(f"perm_mnist {scale.long_sequence_tasks} tasks", cost, _train_compared,
                 (LONG_SEQUENCE_METHODS, protocol, scale.seeds, scale.tuning_trials), after=searches)]
+    searches = tuple(sorted(job.name for job in earlier for m in WIDTH_METHODS if tuning.compared_tuned(m)
+                            and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
+    for width in scale.widths:
+        protocol = replace(_protocol(scale, "perm_mnist"), hidden=(width, width))
+        if protocol.hidden == continual.LifelongProtocol("perm_mnist").hidden:
+            continue  # the paper's width: chapter 5's runs
+        size = _parameters(width) / _parameters(200)  # the cost of a step grows with the weights
+        cost = sum(_run_cost("perm_mnist", m) for m in WIDTH_METHODS) * len(scale.seeds) * size
+        jobs.append(Job(f"perm_mnist width {width}", cost, _train_compared,
+                        (WIDTH_METHODS, protocol, scale.seeds, scale.tuning_trials), after=searches))
+    return jobs
+
+
+def _parameters(width: int) -> int:
+    """The weights of a 784-width-width-10 network."""
+    return 784 * width + width * width + width * 10
 
 
 def energy_jobs(scale: Scale = Scale(), benchmark: str = "mnist") -> list[Job]:

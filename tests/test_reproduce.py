@@ -46,6 +46,8 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     assert (beyond["epochs_per_task"], beyond["tuning_trials"]) == (scale.epochs_per_task, scale.tuning_trials)
     assert {f"{b} si tuned" for b in beyond["lifelong_benchmarks"]} <= names
     assert scale.long_sequence_tasks == beyond["long_sequence_tasks"] and f"perm_mnist {scale.long_sequence_tasks} tasks" in names
+    assert tuple(beyond["widths"]) == scale.widths
+    assert {f"perm_mnist width {w}" for w in scale.widths if w != 200} <= names and "perm_mnist width 200" not in names
 
 
 def test_every_chapter_run_is_in_exactly_one_job():
