@@ -26,6 +26,7 @@ from scipy import stats
 
 from .cache import results_root
 from .continual import BENCHMARK_NAMES, METHOD_LABELS
+from .energy import DATASET_NAMES
 
 GENERATOR_FIELD = "release_masks"
 # The final metrics compared, per experiment kind: (result key, label, unit)
@@ -90,11 +91,14 @@ def drawn_with_old_generator(run: dict) -> bool:
     return _stochastic(run) and GENERATOR_FIELD not in run
 
 
-def _energy_identity(run: dict) -> str:
+def _energy_identity(config: dict) -> str:
+    """The energy run's experiment in words (its dataset named when it is not MNIST)."""
+    run, dataset = config["run"], config.get("protocol", {}).get("benchmark", "mnist")
+    where = "" if dataset == "mnist" else f"{DATASET_NAMES[dataset]}, "
     if run.get("learn_p"):
         start = "" if run["p_init"] == 0.25 else f", initial p {run['p_init']:g}"
-        return f"presynaptic, weight decay {run['weight_decay']:g}{start}"
-    return f"fixed p, weight decay {run['weight_decay']:g}"
+        return f"{where}presynaptic, weight decay {run['weight_decay']:g}{start}"
+    return f"{where}fixed p, weight decay {run['weight_decay']:g}"
 
 
 def _lifelong_identity(config: dict) -> tuple[str, str]:
@@ -139,8 +143,8 @@ def generator_change(root: Path | None = None) -> list[MetricChange]:
     and the same seeds are returned.
     """
     root = results_root() if root is None else Path(root)
-    collected = _collect(_stored("energy", root), lambda c: _energy_identity(c["run"]), ENERGY_METRICS)
-    collected |= _collect(_stored("analysis", root), lambda c: "analysed networks, " + _energy_identity(c["run"]),
+    collected = _collect(_stored("energy", root), _energy_identity, ENERGY_METRICS)
+    collected |= _collect(_stored("analysis", root), lambda c: "analysed networks, " + _energy_identity(c),
                           ANALYSIS_METRICS)
     for ((name, _), label, unit), values in sorted(_collect(_stored("lifelong", root), _lifelong_identity,
                                                             LIFELONG_METRICS).items()):

@@ -518,7 +518,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
               "jobs": dict(earlier["jobs"]) if resumed else {},
               "retried": dict(earlier.get("retried", {})) if resumed else {},
               "finished": False, "calls": earlier["calls"] + 1 if resumed else 1}
-    done_before = set(record["jobs"])
+    names = {job.name for job in jobs}
+    done_before = names.intersection(record["jobs"])  # (the record may also hold jobs that this call did not select)
     earlier_seconds = earlier["wall_seconds"] if resumed else 0.0
     start = time.perf_counter()
 
@@ -576,7 +577,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 last_line = time.perf_counter()
                 jobs_running = ", ".join(f"{job.name} ({(last_line - started[key]) / 60:.0f} min)"
                                          for job, key in running.values())
-                print(f"[{len(record['jobs'])}/{len(jobs)}] running: {jobs_running}", file=log, flush=True)
+                print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] running: {jobs_running}", file=log, flush=True)
             for future in done:
                 job, key = running.pop(future)
                 if future.exception() is not None:
@@ -598,7 +599,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 left = [j for j, _ in running.values()] + [j for j in waiting if j.name not in done_before]
                 seconds_per_cost = trained["seconds"] / trained["cost"] if trained["cost"] else 60 * MINUTES_PER_COST
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
-                print(f"[{len(record['jobs'])}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
+                print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
                       f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
                       f"{_makespan(left, workers, set(record['jobs'])) * seconds_per_cost / 60:.0f} min left",
                       file=log, flush=True)

@@ -187,6 +187,17 @@ def test_tiny_lifelong_jobs_store_every_run_in_the_callers_folder_and_resume(tmp
     assert max(again["jobs"].values()) < 5.0 and again["calls"] == 1
 
 
+def test_a_call_counts_only_its_own_jobs_in_a_record_that_holds_others(tmp_path, dask_workers):
+    path = tmp_path / "benchmarks" / "reproduce.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"jobs": {"other 0": 1.0, "other 1": 1.0}, "finished": False, "calls": 1, "wall_seconds": 2.0}))
+    log = io.StringIO()
+    record = reproduce.reproduce([reproduce.Job("sleep 0", 1.0, _sleep, (0.1,))], dask_workers, settings(tmp_path), log=log)
+    assert set(record["jobs"]) == {"other 0", "other 1", "sleep 0"}
+    lines = log.getvalue().splitlines()
+    assert any(line.startswith("[1/1] sleep 0: ") for line in lines) and not any("finished by earlier" in line for line in lines)
+
+
 def test_a_resumed_call_continues_the_record_of_an_interrupted_one(tmp_path, dask_workers):
     path = tmp_path / "benchmarks" / "reproduce.json"
     path.parent.mkdir()
