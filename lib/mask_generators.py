@@ -107,7 +107,10 @@ def _lifelong_identity(config: dict) -> tuple[str, str]:
     protocol = config["protocol"]
     scale = "" if (protocol["epochs"], protocol["subset"]) == (10, None) else \
         f" ({protocol['epochs']} epochs per task, {protocol['subset']} examples)"
-    name = f"{BENCHMARK_NAMES[protocol['benchmark']]}, {METHOD_WORDS[config['method']]}{scale}"
+    hidden = tuple(protocol.get("hidden", (200, 200)))
+    network = "" if hidden == (200, 200) else f", hidden layers of {hidden[0]}"
+    tasks = f", {protocol['n_tasks']} tasks" if protocol.get("n_tasks") else ""
+    name = f"{BENCHMARK_NAMES[protocol['benchmark']]}{tasks}{network}, {METHOD_WORDS[config['method']]}{scale}"
     return name, json.dumps([protocol, run], sort_keys=True)
 
 
