@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .analysis import NetworkState, fraction_important
+from .book import ttest
 from .cache import config_key, load_arrays, load_cached, store, store_arrays
 from .model import StochasticMLP, SynapseConfig, deterministic, fixed_release, presynaptic
 from .tasks import make_benchmark
@@ -183,14 +184,12 @@ def presynaptic_against_others(best: Mapping[str, np.ndarray]) -> list[dict]:
     ratio of their means over seeds and the two-sample t-test with equal variances (the authors' test;
     ``t`` and ``p`` are NaN with fewer than two seeds a side). ``t > 0``: the presynaptic model is the
     more efficient."""
-    from scipy import stats
-
     rows = []
     for model, values in best.items():
         if model == "presynaptic":
             continue
         a, b = np.asarray(best["presynaptic"], dtype=float), np.asarray(values, dtype=float)
-        test = stats.ttest_ind(a, b) if len(a) > 1 and len(b) > 1 else None
+        test = ttest(a, b)
         rows.append({"model": model, "ratio": float(a.mean() / b.mean()),
                      "t": float(test.statistic) if test else math.nan, "p": float(test.pvalue) if test else math.nan})
     return rows

@@ -36,6 +36,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 from . import cache, continual, data, energy, search, tuning
 from .energy_analysis import ANALYSED_WEIGHT_DECAY
 from .data import write_atomic
+from .tasks import N_PERMUTATIONS
 
 # Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
 # estimates. Measured on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the
@@ -231,23 +232,21 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapter 7's lifelong runs beyond the paper, each job after the searches of the tuned methods it
     compares: the long Permuted MNIST sequence (one job: its 30 tasks' data take about 6 GB), and one
     job per network width other than the paper's."""
-    protocol = replace(_protocol(scale, "perm_mnist"), n_tasks=scale.long_sequence_tasks)
-    searches = tuple(sorted(job.name for job in earlier for m in LONG_SEQUENCE_METHODS if tuning.compared_tuned(m)
-                            and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
-    length = scale.long_sequence_tasks / 10
-    cost = sum(_run_cost("perm_mnist", m) for m in LONG_SEQUENCE_METHODS) * len(scale.seeds) * length
-    jobs = [Job(f"perm_mnist {scale.long_sequence_tasks} tasks", cost, _train_compared,
-                (LONG_SEQUENCE_METHODS, protocol, scale.seeds, scale.tuning_trials), after=searches)]
-    searches = tuple(sorted(job.name for job in earlier for m in WIDTH_METHODS if tuning.compared_tuned(m)
-                            and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
+    def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
+        """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST."""
+        searches = tuple(sorted(job.name for job in earlier for m in methods if tuning.compared_tuned(m)
+                                and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
+        cost = sum(_run_cost("perm_mnist", m) for m in methods) * len(scale.seeds) * size
+        return Job(name, cost, _train_compared, (methods, protocol, scale.seeds, scale.tuning_trials), after=searches)
+
+    paper = _protocol(scale, "perm_mnist")
+    jobs = [compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks", LONG_SEQUENCE_METHODS,
+                         replace(paper, n_tasks=scale.long_sequence_tasks), scale.long_sequence_tasks / N_PERMUTATIONS)]
     for width in scale.widths:
-        protocol = replace(_protocol(scale, "perm_mnist"), hidden=(width, width))
-        if protocol.hidden == continual.LifelongProtocol("perm_mnist").hidden:
+        if (width, width) == paper.hidden:
             continue  # the paper's width: chapter 5's runs
-        size = _parameters(width) / _parameters(200)  # the cost of a step grows with the weights
-        cost = sum(_run_cost("perm_mnist", m) for m in WIDTH_METHODS) * len(scale.seeds) * size
-        jobs.append(Job(f"perm_mnist width {width}", cost, _train_compared,
-                        (WIDTH_METHODS, protocol, scale.seeds, scale.tuning_trials), after=searches))
+        size = _parameters(width) / _parameters(paper.hidden[0])  # the cost of a step grows with the weights
+        jobs.append(compared_job(f"perm_mnist width {width}", WIDTH_METHODS, replace(paper, hidden=(width, width)), size))
     return jobs
 
 
