@@ -57,6 +57,10 @@ METHODS = {
     "no_lr_modulation": "ablation: no learning-rate modulation",
     "no_freeze_no_lr_modulation": "ablation: neither freezing nor lr modulation",
     "ghost": "ablation: release fixed at 0.5, ghost p gates plasticity",
+    "signal_p_at_boundaries": "presynaptic, lr modulated by p as it was at the last task boundary",
+    "signal_fisher": "presynaptic, lr modulated by the summed Fisher information of the past tasks",
+    "signal_path_integral": "presynaptic, lr modulated by synaptic intelligence's importance",
+    "signal_magnitude": "presynaptic, lr modulated by the magnitude of the weights at the last task boundary",
 }
 # Presynaptic settings of the authors' lifelong configs (``etc/dyn_*.json``). The configs have p_up = 0.0520 and
 # p_down = 0.0516, the paper's Methods the other way round; the configs produced the published numbers.
@@ -91,13 +95,18 @@ CONTINUOUS_TRANSITION = 0.25
 MAIN_METHODS = ("presynaptic", "no_consolidation", "sgd", "ewc", "bgd", "joint")
 ABLATION_METHODS = ("full", "no_freeze", "no_lr_modulation", "no_freeze_no_lr_modulation", "ghost")
 ABLATION_BENCHMARKS = ("split_mnist", "perm_mnist")
+# Chapter 7: the presynaptic model with another consolidation signal in eq. 5 (``consolidation_signal`` of
+# lib.model.SynapseConfig), on the ablations' benchmarks.
+SIGNAL_METHODS = ("signal_p_at_boundaries", "signal_fisher", "signal_path_integral", "signal_magnitude")
 # The names of the benchmarks and methods on the book's pages.
 BENCHMARK_NAMES = {"split_mnist": "Split MNIST", "split_fmnist": "Split Fashion-MNIST", "perm_mnist": "Permuted MNIST",
                    "perm_fmnist": "Permuted Fashion-MNIST", "perm_mnist_cont": "continuous Permuted MNIST"}
 METHOD_LABELS = {"presynaptic": "presynaptic", "no_consolidation": "no consolidation (stochastic)",
                  "sgd": "standard (deterministic)", "ewc": "EWC", "si": "SI", "bgd": "BGD", "joint": "joint training",
                  "full": "full model", "no_freeze": "no freezing", "no_lr_modulation": "no lr modulation",
-                 "no_freeze_no_lr_modulation": "neither", "ghost": "ghost $p$"}
+                 "no_freeze_no_lr_modulation": "neither", "ghost": "ghost $p$",
+                 "signal_p_at_boundaries": "$p$ at task ends", "signal_fisher": "Fisher information",
+                 "signal_path_integral": "SI's $\\Omega$", "signal_magnitude": "$|\\bar w|$ at task ends"}
 
 
 def what_label(what: Hashable) -> str:
@@ -157,6 +166,8 @@ def method_config(method: str, benchmark: str, seed: int, **overrides) -> Synaps
     rule = dict(LIFELONG_RULE, lr=PRESYNAPTIC_LR[fam], seed=seed)
     if method == "no_consolidation":
         rule |= dict(lr_modulation=False, p_freeze=math.inf)
+    elif method in SIGNAL_METHODS:
+        rule["consolidation_signal"] = method.removeprefix("signal_")
     elif method in ABLATIONS:
         p_down, p_up, p_freeze = ABLATIONS[method][fam]
         rule |= dict(p_down=p_down, p_up=p_up, p_freeze=math.inf if p_freeze >= 1 else p_freeze)

@@ -70,7 +70,7 @@ def learning_accuracy(accuracy) -> float:
 
 def average_over_seen_tasks(accuracy) -> np.ndarray:
     """After each task :math:`i`, the average accuracy over the tasks learned so far,
-    :math:`\frac1i \sum_{j=1}^{i} a_{i,j}` (one value per task; the last is the usual average accuracy)."""
+    :math:`\\frac1i \\sum_{j=1}^{i} a_{i,j}` (one value per task; the last is the usual average accuracy)."""
     a = _accuracy_matrix(accuracy)
     return np.array([a[i, :i + 1].mean() for i in range(len(a))])
 

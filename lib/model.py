@@ -66,6 +66,8 @@ EWCMode = Literal["offline", "online"]
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' baselines
 ADAM_EPS = 1e-8
 MaskGenerator = Literal["hash32"]
+ConsolidationSignal = Literal["p", "p_at_boundaries", "fisher", "path_integral", "magnitude"]
+CONSOLIDATION_SIGNALS = ("p", "p_at_boundaries", "fisher", "path_integral", "magnitude")
 
 # The independent random streams of one run, each seeded with derived_seed(run seed, stream); the run
 # seed itself seeds the initialisation and the order of the mini-batches.
@@ -131,6 +133,18 @@ class SynapseConfig:
         release_masks: the generator of the release masks (module docstring): ``"hash32"``, counter-based
             streams drawn inside the compiled step. It names the generator in a stochastic run's
             description; a deterministic run draws no masks.
+        consolidation_signal: what sets the learning-rate factor :math:`1 - s_i` of eq. 5 (chapter 7,
+            "Which importance signal?"). ``"p"``: :math:`s = p`, the presynaptic model. The others keep
+            release and eq. 4 as they are, but give the modulation a signal :math:`s` of their own, fixed
+            during a task and set at its end (:meth:`StochasticMLP.end_task`) from the summed diagonal
+            Fisher information of the tasks so far (``"fisher"``, empirical: the data's labels),
+            synaptic intelligence's importance :math:`\\Omega` (``"path_integral"``), the magnitude
+            :math:`|\\bar w|` (``"magnitude"``), or :math:`p` itself (``"p_at_boundaries"``, the control
+            that only changes when :math:`s` is updated). Each signal is normalised to [0, 1] per layer by
+            its ranks: the synapse of rank k gets the k-th smallest :math:`p` of the layer (:func:`rank_matched`),
+            so that every signal modulates and freezes about as many synapses as :math:`p` does, only other
+            ones, and a constant signal protects no synapse more than another; a synapse whose :math:`s`
+            reached ``p_freeze`` keeps it. Before the first boundary :math:`s = p_{init}`.
     """
 
     seed: int = 0
@@ -155,12 +169,14 @@ class SynapseConfig:
     release_masks: MaskGenerator = "hash32"
     si_c: float = 0.0
     si_xi: float = 0.1
+    consolidation_signal: ConsolidationSignal = "p"
 
     # Fields added after the first results were stored, with the value every earlier run had: they
     # enter a run's description (and so its cache key) only when they differ from it, which keeps
     # earlier keys valid.
     LATER_FIELDS = (("release_p", None), ("optimizer", "sgd"), ("ewc_lambda", 0.0), ("ewc_mode", "offline"),
-                    ("ewc_gamma", 1.0), ("release_masks", "torch"), ("si_c", 0.0), ("si_xi", 0.1))
+                    ("ewc_gamma", 1.0), ("release_masks", "torch"), ("si_c", 0.0), ("si_xi", 0.1),
+                    ("consolidation_signal", "p"))
 
     def __post_init__(self) -> None:
         problems = []
@@ -198,6 +214,12 @@ class SynapseConfig:
         if self.si_c > 0 and self.ewc_lambda > 0:
             problems.append(f"si_c={self.si_c} and ewc_lambda={self.ewc_lambda} are both positive: a run has one "
                             "consolidation penalty, SI's or EWC's")
+        if self.consolidation_signal not in CONSOLIDATION_SIGNALS:
+            problems.append(f"consolidation_signal={self.consolidation_signal!r} must be one of "
+                            + ", ".join(CONSOLIDATION_SIGNALS))
+        elif self.consolidation_signal != "p" and not (self.learn_p and self.lr_modulation):
+            problems.append(f"consolidation_signal={self.consolidation_signal!r} replaces p in the learning-rate "
+                            "modulation: it needs learn_p and lr_modulation")
         if problems:
             raise ValueError("invalid SynapseConfig: " + "; ".join(problems))
 
@@ -434,6 +456,23 @@ def consolidate_path_integral(
     anchor.copy_(param)
 
 
+def rank_matched(signal: Tensor, values: Tensor) -> Tensor:
+    """``values`` rearranged into the order of ``signal``: the element of ``signal`` of rank k (counted
+    over the whole tensor, from the smallest) gets the k-th smallest of ``values``, and tied elements of
+    ``signal`` share the mean of the values of their ranks (as tied ranks do in Spearman's correlation).
+    The result has the ranking of ``signal`` and, without ties, the distribution of ``values``; a
+    constant ``signal`` gives every element the mean of ``values``."""
+    flat = signal.flatten()
+    order = torch.argsort(flat, stable=True)
+    _, counts = torch.unique_consecutive(flat[order], return_counts=True)
+    group = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts)
+    sums = torch.zeros(len(counts), dtype=values.dtype, device=flat.device)
+    sums.index_add_(0, group, torch.sort(values.flatten()).values)
+    out = torch.empty_like(values.flatten())
+    out[order] = (sums / counts)[group]
+    return out.view_as(values)
+
+
 class StochasticMLP:
     """R runs of an MLP with stochastic synapses, ReLU hidden units and a softmax output.
 
@@ -514,6 +553,7 @@ class StochasticMLP:
             "ewc_gamma": [c.ewc_gamma for c in self.runs],
             "si_c": [c.si_c for c in self.runs],
             "si_xi": [c.si_xi for c in self.runs],
+            "own_signal": [float(c.consolidation_signal != "p") for c in self.runs],
         }
         hp = {k: torch.tensor(v, dtype=torch.float32, device=self.device)[:, None, None] for k, v in cols.items()}
         hp["bias_lr"] = (hp["lr"] * hp["learn_bias"])[:, :, 0]  # (R, 1), to broadcast over biases (R, out)
@@ -540,15 +580,33 @@ class StochasticMLP:
         names = ["m_w", "v_w", "m_b", "v_b"] if adam else []
         if any(c.ewc_lambda > 0 for c in self.runs):
             names += ["fisher_w", "anchor_w", "fisher_b", "anchor_b"]
-        if any(c.si_c > 0 for c in self.runs):
+        signals = {c.consolidation_signal for c in self.runs}
+        if any(c.si_c > 0 for c in self.runs) or "path_integral" in signals:
             names += ["si_path_w", "si_importance_w", "si_path_b", "si_importance_b"]
+        if "fisher" in signals:
+            names += ["signal_fisher_w"]
         state = {n: [torch.zeros_like(t) for t in (self.weights if n.endswith("w") else self.biases)] for n in names}
         if "si_path_w" in state:
-            state["si_anchor_w"] = [w.clone() for w in self.weights]
-            state["si_anchor_b"] = [b.clone() for b in self.biases]
+            self._anchor_path_integral(state)
+        if signals != {"p"}:
+            state["signal_w"] = [p.clone() for p in self.probs]
         if adam:
             state["adam_step"] = [torch.zeros((), device=self.device)]
         return state
+
+    def _anchor_path_integral(self, state: dict[str, list[Tensor]]) -> None:
+        state["si_anchor_w"] = [w.clone() for w in self.weights]
+        state["si_anchor_b"] = [b.clone() for b in self.biases]
+
+    def track_path_integral(self) -> None:
+        """Accumulate synaptic intelligence's path integral :math:`\\omega` (and fold it into :math:`\\Omega`
+        at task boundaries) for every run, also those without SI's penalty (``si_c = 0``, whose training
+        this leaves bit for bit as it was): the importance signal of chapter 7. Call it before training."""
+        if "si_path_w" in self.state:
+            return
+        for name in ("si_path_w", "si_importance_w", "si_path_b", "si_importance_b"):
+            self.state[name] = [torch.zeros_like(t) for t in (self.weights if name.endswith("w") else self.biases)]
+        self._anchor_path_integral(self.state)
     # ------------------------------------------------------------------ structure
     @property
     def n_runs(self) -> int:
@@ -627,6 +685,8 @@ class StochasticMLP:
                 si = [self.state[f"si_{kind}_{name}"] for kind in ("importance", "path", "anchor")]
                 for importance, path, anchor, param in zip(*si, params):
                     consolidate_path_integral(importance, path, anchor, param, xi)
+        if "signal_w" in self.state:
+            self._update_signals(train_x, train_y)
         if "fisher_w" not in self.state:
             return
         fisher_w, fisher_b = diagonal_fisher(self.weights, self.biases, train_x, train_y, labels="model",
@@ -637,6 +697,27 @@ class StochasticMLP:
             for a, b, f, w in zip(self.state[f"fisher_{name}"], self.state[f"anchor_{name}"], fishers, params):
                 a.mul_(run_gamma).add_(f)
                 b.copy_(torch.where(run_online, a * w, b + f * w))
+
+    def _update_signals(self, train_x: Tensor, train_y: Tensor) -> None:
+        """At a task boundary, each run's consolidation signal :math:`s` of the next task (see
+        ``consolidation_signal`` of :class:`SynapseConfig`): its raw signal, ranked per layer, takes the
+        layer's values of :math:`p` in the same order (:func:`rank_matched`); where :math:`s` had reached
+        ``p_freeze`` it stays. With ``"p_at_boundaries"`` that is :math:`p` itself (a synapse frozen in
+        :math:`s` is frozen in :math:`p`); runs with ``"p"`` keep :math:`s = p` too, unused."""
+        kinds = [c.consolidation_signal for c in self.runs]
+        if "fisher" in kinds:  # the empirical Fisher information of the task, added to that of the earlier ones
+            fisher_w, _ = diagonal_fisher(self.weights, self.biases, train_x, train_y, labels="true")
+            for total, f in zip(self.state["signal_fisher_w"], fisher_w):
+                total.add_(f)
+        for i, (s, p) in enumerate(zip(self.state["signal_w"], self.probs)):
+            for r, kind in enumerate(kinds):
+                if kind in ("p", "p_at_boundaries"):  # (p ranked by itself takes its own values)
+                    s[r] = p[r]
+                    continue
+                raw = {"magnitude": lambda: self.weights[i][r].abs(),
+                       "fisher": lambda: self.state["signal_fisher_w"][i][r],
+                       "path_integral": lambda: self.state["si_importance_w"][i][r]}[kind]()
+                s[r] = torch.where(s[r] >= self.hp["p_freeze"][r], s[r], rank_matched(raw, p[r]))
 
     # ------------------------------------------------------------------ summaries
     def synaptic_energy(self) -> Tensor:

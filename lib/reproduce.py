@@ -33,7 +33,7 @@ import dask
 import torch
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from . import cache, continual, data, energy, search, tuning
+from . import cache, continual, data, energy, importance, search, tuning
 from .energy_analysis import ANALYSED_WEIGHT_DECAY
 from .data import write_atomic
 from .tasks import N_PERMUTATIONS
@@ -44,6 +44,7 @@ from .tasks import N_PERMUTATIONS
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
 METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
 ENERGY_RUN_COST = 1.2
+IMPORTANCE_RUN_COST = 1.6  # an energy run trained again, then its signals and six lesion curves
 # Minutes of one single-threaded worker per unit of cost: the 67 jobs of the timed make reproduce on
 # the 2-core reference CPU (results/benchmarks/reproduce.json) took 521 job-minutes for 730 units.
 MINUTES_PER_COST = 0.71
@@ -119,6 +120,12 @@ def _train_robustness(seeds: tuple[int, ...], protocol: energy.EnergyProtocol, t
     runs = [energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s, p_init=p0) for p0 in ROBUSTNESS_P_INIT for s in seeds]
     default = {energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds}  # chapter 2's job trains these
     return None not in energy.run_energy([r for r in runs if r not in default], protocol, progress=False, train=train)
+
+
+def _importance(seeds: tuple[int, ...], protocol: energy.EnergyProtocol, train: bool = True) -> bool:
+    """Chapter 7's importance signals of the networks that chapters 3 and 4 analyse."""
+    runs = [energy.energy_config("presynaptic", ANALYSED_WEIGHT_DECAY, s) for s in seeds]
+    return all(importance.importance_signals(run, protocol, train=train, progress=False) is not None for run in runs)
 
 
 def _search(protocol: continual.LifelongProtocol, n_trials: int, train: bool = True) -> bool:
@@ -229,9 +236,10 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
 
 
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
-    """Chapter 7's lifelong runs beyond the paper, each job after the searches of the tuned methods it
-    compares: the long Permuted MNIST sequence (one job: its 30 tasks' data take about 6 GB), and one
-    job per network width other than the paper's."""
+    """Chapter 7's runs beyond the paper: the importance signals of the energy experiment's networks
+    (:mod:`lib.importance`), the consolidation signals on the ablations' benchmarks, and, each job after
+    the searches of the tuned methods it compares, the long Permuted MNIST sequence (one job: its 30
+    tasks' data take about 6 GB) and one job per network width other than the paper's."""
     def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
         """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST."""
         searches = tuple(sorted(job.name for job in earlier for m in methods if tuning.compared_tuned(m)
@@ -240,7 +248,15 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
         return Job(name, cost, _train_compared, (methods, protocol, scale.seeds, scale.tuning_trials), after=searches)
 
     paper = _protocol(scale, "perm_mnist")
-    jobs = [compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks", LONG_SEQUENCE_METHODS,
+    jobs = [Job("energy importance signals", IMPORTANCE_RUN_COST * scale.energy_epochs / 50 * len(scale.seeds),
+                _importance, (scale.seeds, _energy_protocol(scale)))]
+    for benchmark in continual.ABLATION_BENCHMARKS:
+        protocol = _protocol(scale, benchmark)
+        for method in continual.SIGNAL_METHODS:
+            specs = tuple(continual.RunSpec(method, s) for s in scale.seeds)
+            jobs.append(Job(f"{benchmark} {method}", _run_cost(benchmark, method) * len(specs), _train_lifelong,
+                            (protocol, specs), frozenset((protocol, spec) for spec in specs)))
+    jobs += [compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks", LONG_SEQUENCE_METHODS,
                          replace(paper, n_tasks=scale.long_sequence_tasks), scale.long_sequence_tasks / N_PERMUTATIONS)]
     for width in scale.widths:
         if (width, width) == paper.hidden:
@@ -255,11 +271,15 @@ def _parameters(width: int) -> int:
     return 784 * width + width * width + width * 10
 
 
+def _energy_protocol(scale: Scale, benchmark: str = "mnist") -> energy.EnergyProtocol:
+    return energy.EnergyProtocol(benchmark=benchmark, epochs=scale.energy_epochs, subset=scale.subset,
+                                 eval_samples=scale.eval_samples)
+
+
 def energy_jobs(scale: Scale = Scale(), benchmark: str = "mnist") -> list[Job]:
     """The energy experiment's runs on ``benchmark`` (presynaptic then fixed, deterministic): chapter 2
     on MNIST, with chapter 3's robustness runs; chapter 7 on Fashion-MNIST."""
-    protocol = energy.EnergyProtocol(benchmark=benchmark, epochs=scale.energy_epochs, subset=scale.subset,
-                                     eval_samples=scale.eval_samples)
+    protocol = _energy_protocol(scale, benchmark)
     n = len(scale.weight_decays) * len(scale.seeds)
     cost = ENERGY_RUN_COST * scale.energy_epochs / 50
     prefix = "energy" if benchmark == "mnist" else f"energy {benchmark}"

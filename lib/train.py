@@ -62,6 +62,7 @@ class StepPlan:
     adam: bool
     ewc: bool
     si: bool
+    own_signal: bool
 
     @classmethod
     def of(cls, net: StochasticMLP) -> "StepPlan":
@@ -79,6 +80,7 @@ class StepPlan:
             adam="adam_step" in net.state,
             ewc="fisher_w" in net.state,
             si="si_path_w" in net.state,
+            own_signal="signal_w" in net.state,
         )
 
 
@@ -106,6 +108,9 @@ def _step(
     code does the same (``unreg_grads``, the gradient of the loss without the regulariser, in
     ``ganguli-lab/pathint``); van de Ven et al.'s implementation uses the gradient of the whole loss,
     penalty included. Biases are consolidated like weights, as in both.
+
+    Runs with a consolidation signal of their own (``plan.own_signal``; ``consolidation_signal`` of
+    :class:`~lib.model.SynapseConfig`) modulate the learning rate by :math:`1 - s` instead of :math:`1 - p`.
     """
     if plan.stochastic:
         release = release_probabilities(probs, hp) if plan.ghost else [None] * len(probs)
@@ -139,7 +144,8 @@ def _step(
                 adam_step(biases[i], g_bias, state["m_b"][i], state["v_b"][i], state["adam_step"][0],
                           lr=hp["bias_lr"], weight_decay=hp["bias_decay"], betas=ADAM_BETAS, eps=ADAM_EPS)
         else:
-            factor = learning_rate_factor(p, modulation=hp["lr_modulation"], p_max=hp["p_max"]) if plan.lr_modulation else None
+            signal = torch.where(hp["own_signal"] > 0, state["signal_w"][i], p) if plan.own_signal else p
+            factor = learning_rate_factor(signal, modulation=hp["lr_modulation"], p_max=hp["p_max"]) if plan.lr_modulation else None
             sgd_step(weights[i], g, lr=hp["lr"], weight_decay=decay, lr_factor=factor)
             if plan.learn_bias:
                 sgd_step(biases[i], g_bias, lr=hp["bias_lr"], weight_decay=hp["bias_decay"])
