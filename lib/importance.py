@@ -120,3 +120,15 @@ def top_overlaps(signals: dict[str, Sequence[Tensor]], fraction: float) -> dict[
 def lesion_area(curve: Sequence[float]) -> float:
     """The mean test accuracy over the lesion sizes of a curve (chapter 3's summary of a lesion order)."""
     return float(np.mean(curve))
+
+
+def lesion_areas(results: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Per lesion order, the lesion area (:func:`lesion_area`, in %) of each of ``results``
+    (:func:`importance_signals` of several seeds)."""
+    return {order: np.array([100 * lesion_area(r["lesion"][order]) for r in results]) for order in LESION_ORDERS}
+
+
+def mean_matrix(results: Sequence[dict], key: str) -> np.ndarray:
+    """The mean over ``results`` of the pairwise matrix ``key`` (``"spearman"`` or ``"top_overlap"``),
+    rows and columns in the order of :data:`SIGNALS`."""
+    return np.mean([[[r[key][a][b] for b in SIGNALS] for a in SIGNALS] for r in results], axis=0)

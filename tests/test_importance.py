@@ -134,3 +134,13 @@ def test_compiled_step_with_consolidation_signals_matches_the_eager_step():
     compiled, _ = train(runs, two, epochs=1, eval_every="never", compile=True)
     for x, y in zip(eager.weights + eager.probs + eager.state["signal_w"], compiled.weights + compiled.probs + compiled.state["signal_w"]):
         assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_lesion_areas_and_mean_matrices_summarise_the_seeds_in_the_order_of_the_signals():
+    names = list(importance.SIGNALS)
+    results = [{"lesion": {o: [0.5 + 0.1 * k] * 10 for o in importance.LESION_ORDERS},
+                "spearman": {a: {b: float(a == b) + k for b in names} for a in names}} for k in (0, 1)]
+    areas = importance.lesion_areas(results)
+    assert set(areas) == set(importance.LESION_ORDERS) and areas["p"] == pytest.approx([50.0, 60.0])
+    matrix = importance.mean_matrix(results, "spearman")
+    assert matrix.shape == (5, 5) and matrix[0, 0] == pytest.approx(1.5) and matrix[0, 1] == pytest.approx(0.5)
