@@ -106,7 +106,7 @@ METHOD_LABELS = {"presynaptic": "presynaptic", "no_consolidation": "no consolida
                  "full": "full model", "no_freeze": "no freezing", "no_lr_modulation": "no lr modulation",
                  "no_freeze_no_lr_modulation": "neither", "ghost": "ghost $p$",
                  "signal_p_at_boundaries": "$p$ at task ends", "signal_fisher": "Fisher information",
-                 "signal_path_integral": "SI's $\\Omega$", "signal_magnitude": "$|\\bar w|$ at task ends"}
+                 "signal_path_integral": "SI's $\\Omega$", "signal_magnitude": "$\\lvert\\bar w\\rvert$ at task ends"}
 
 
 def what_label(what: Hashable) -> str:

@@ -38,7 +38,7 @@ from .train import default_device, fit
 EXPERIMENT = "importance"
 SIGNALS = {"p": "release probability $p$", "fisher_empirical": "Fisher information (empirical)",
            "fisher_true": "Fisher information (true)", "path_integral": "SI's path integral $\\Omega$",
-           "magnitude": "magnitude $|\\bar w|$"}
+           "magnitude": "magnitude $\\lvert\\bar w\\rvert$"}
 LESION_ORDERS = (*SIGNALS, "random")  # the signals and the control of chapter 3
 TOP_FRACTION = 0.1  # the share of synapses whose overlap between two signals is reported
 
@@ -50,7 +50,7 @@ def importance_signals(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     Trains the run again with synaptic intelligence's path integral tracked (which leaves its training
     bit for bit as it was: ``accuracy`` is that of the stored run of chapter 2), then computes every
     signal of :data:`SIGNALS` on the final network. The result (cached in ``results/importance``) holds
-    the final ``accuracy``; ``lesion``: per order of :data:`LESION_ORDERS`, the test accuracy after
+    the final ``accuracy``, the ``seconds`` training took; ``lesion``: per order of :data:`LESION_ORDERS`, the test accuracy after
     removing each of :data:`~lib.analysis.LESION_FRACTIONS` of the synapses, least important first
     (:func:`lib.analysis.lesion_accuracy`, ``n_samples`` stochastic passes); ``spearman``: per pair of
     signals, the rank correlation over all synapses; ``top_overlap``: per pair, the share of the
@@ -84,6 +84,7 @@ def importance_signals(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     orders = signals | {"random": analysis.importance_scores("random", state, seed=run.seed)}
     result = {
         "accuracy": float(hist.accuracy[0, -1, 0]),
+        "seconds": hist.seconds,
         "lesion": {order: analysis.lesion_accuracy(state, scores, task.test_x, task.test_y, seed=run.seed,
                                                    n_samples=n_samples).tolist() for order, scores in orders.items()},
         "spearman": rank_correlations(signals),
