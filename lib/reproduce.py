@@ -315,6 +315,24 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
     return sorted(jobs, key=lambda job: -ahead(job))
 
 
+# Chapter 7's studies, by what the names of their jobs contain.
+BEYOND_PAPER_STUDIES = {
+    "energy on Fashion-MNIST": ("energy fmnist",),
+    "importance signals": ("importance signals", " signal_"),
+    "Synaptic Intelligence": (" si ",),
+    "30 tasks": (" tasks",),
+    "widths": (" width ",),
+}
+
+
+def beyond_paper_minutes(scale: Scale = Scale()) -> dict[str, float]:
+    """Chapter 7's predicted training time per study: minutes of one single-threaded worker of the
+    2-core reference CPU, by the cost model of ``--dry-run``."""
+    jobs = all_jobs(scale)
+    return {study: sum(job.cost for job in jobs if any(text in job.name for text in texts)) * MINUTES_PER_COST
+            for study, texts in BEYOND_PAPER_STUDIES.items()}
+
+
 def selected(jobs: Sequence[Job], patterns: Sequence[str]) -> list[Job]:
     """The jobs whose names contain one of ``patterns``, and every job they wait for (and so on), in
     the order of ``jobs``; a pattern that names no job raises :class:`ValueError`."""

@@ -48,6 +48,19 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     assert scale.long_sequence_tasks == beyond["long_sequence_tasks"] and f"perm_mnist {scale.long_sequence_tasks} tasks" in names
     assert tuple(beyond["widths"]) == scale.widths
     assert {f"perm_mnist width {w}" for w in scale.widths if w != 200} <= names and "perm_mnist width 200" not in names
+    assert {f"{b} {m}" for b in beyond["signal_benchmarks"] for m in continual.SIGNAL_METHODS} | {"energy importance signals"} <= names
+
+
+def test_chapter_7s_predicted_time_counts_each_of_its_jobs_in_one_study():
+    jobs = reproduce.all_jobs()
+    studies = [[job.name for job in jobs if any(t in job.name for t in texts)] for texts in reproduce.BEYOND_PAPER_STUDIES.values()]
+    in_studies = [name for names in studies for name in names]
+    assert all(studies) and len(in_studies) == len(set(in_studies))
+    beyond = {job.name for job in reproduce.beyond_jobs(reproduce.Scale(), reproduce.tuning_jobs(reproduce.Scale(), []))}
+    assert beyond | {job.name for job in reproduce.energy_jobs(benchmark="fmnist")} <= set(in_studies)
+    assert not any(name.startswith(("split_mnist presynaptic", "perm_mnist ewc", "perm_mnist bgd")) for name in in_studies)
+    minutes = reproduce.beyond_paper_minutes()
+    assert sum(minutes.values()) == pytest.approx(sum(job.cost for job in jobs if job.name in in_studies) * reproduce.MINUTES_PER_COST)
 
 
 def test_every_chapter_run_is_in_exactly_one_job():
