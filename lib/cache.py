@@ -56,12 +56,23 @@ def load_cached(experiment: str, config: dict) -> dict | None:
 
 
 def machine() -> str:
-    """The device that trains here, in words (stored with every result)."""
+    """The device that trains here, in words (stored with every result). A CPU is named by its model
+    where the system says it: the same run trained on two CPU models may differ in its last digits
+    (their vector units round the compiled step's sums in another order)."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{_cpu_model() or platform.machine() + ' CPU'}, {os.cpu_count()} cores"
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), or None."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
 def store(experiment: str, config: dict, result: dict) -> Path:
