@@ -37,7 +37,8 @@ class Quantity:
 
 # Every number a run stores, by its place with the indices left out (a regular expression, matched in
 # full): the results of lib.energy (chapter 2), lib.energy_analysis (chapters 3-4), lib.continual
-# (chapter 5) and lib.perceptron (chapter 6), and the arrays of a stored network state (lib.energy).
+# (chapter 5), lib.perceptron (chapter 6) and lib.importance (chapter 7), and the arrays of a stored
+# network state (lib.energy).
 # Labels and units go into Markdown tables: no "|" in them.
 QUANTITIES: tuple[tuple[str, Quantity], ...] = (
     ("accuracy", Quantity("test accuracy", "fraction", True)),
@@ -68,6 +69,9 @@ QUANTITIES: tuple[tuple[str, Quantity], ...] = (
     ("fisher/[a-z]+/pearson", Quantity("correlation of p and the Fisher information", "Pearson r", False)),
     ("fisher/[a-z]+/median_ratio",
      Quantity("median Fisher information, synapses with p ≥ 0.9 over the others", "ratio", True)),
+    ("spearman/[a-z_]+/[a-z_]+", Quantity("rank correlation of two importance signals", "Spearman ρ", False)),
+    ("top_overlap/[a-z_]+/[a-z_]+",
+     Quantity("share of one importance signal's top 10 % of the synapses among another's", "fraction", True)),
     ("(standard|presynaptic)", Quantity("test accuracy of a perceptron", "fraction", True)),
     ("seeds", Quantity("seed", "integer label", False)),
     (rf"{STATE}/w\d+", Quantity("expected weight w̄ of the stored network", "a.u.", False)),
