@@ -140,7 +140,7 @@ class SynapseConfig:
             Fisher information of the tasks so far (``"fisher"``, empirical: the data's labels),
             synaptic intelligence's importance :math:`\\Omega` (``"path_integral"``), the magnitude
             :math:`|\\bar w|` (``"magnitude"``), or :math:`p` itself (``"p_at_boundaries"``, the control
-            that only changes when :math:`s` is updated). Each signal is normalised to [0, 1] per layer by
+            that differs from the model only in when :math:`p` is read). Each signal is normalised to [0, 1] per layer by
             its ranks: the synapse of rank k gets the k-th smallest :math:`p` of the layer (:func:`rank_matched`),
             so that every signal modulates and freezes about as many synapses as :math:`p` does, only other
             ones, and a constant signal protects no synapse more than another; a synapse whose :math:`s`
