@@ -73,11 +73,11 @@ def importance_signals(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
                eval_samples=protocol.eval_samples, progress=progress)
     state = NetworkState([w[0].cpu() for w in net.weights], [b[0].cpu() for b in net.biases],
                          [p[0].cpu() for p in net.probs])
-    task = make_benchmark(protocol.benchmark, subset=protocol.subset).tasks[0]
+    test_x, test_y = bench.tasks[0].test_x.cpu(), bench.tasks[0].test_y.cpu()  # (the analyses run on the CPU)
     signals = {
         "p": list(state.probs),
-        "fisher_empirical": analysis.empirical_fisher(state, task.test_x, task.test_y),
-        "fisher_true": analysis.true_fisher(state, task.test_x, seed=run.seed),
+        "fisher_empirical": analysis.empirical_fisher(state, test_x, test_y),
+        "fisher_true": analysis.true_fisher(state, test_x, seed=run.seed),
         "path_integral": [omega[0].cpu() for omega in net.state["si_importance_w"]],
         "magnitude": [w.abs() for w in state.weights],
     }
@@ -85,7 +85,7 @@ def importance_signals(run: SynapseConfig, protocol: EnergyProtocol = EnergyProt
     result = {
         "accuracy": float(hist.accuracy[0, -1, 0]),
         "seconds": hist.seconds,
-        "lesion": {order: analysis.lesion_accuracy(state, scores, task.test_x, task.test_y, seed=run.seed,
+        "lesion": {order: analysis.lesion_accuracy(state, scores, test_x, test_y, seed=run.seed,
                                                    n_samples=n_samples).tolist() for order, scores in orders.items()},
         "spearman": rank_correlations(signals),
         "top_overlap": top_overlaps(signals, TOP_FRACTION),

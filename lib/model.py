@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -67,7 +67,7 @@ ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as in the authors' bas
 ADAM_EPS = 1e-8
 MaskGenerator = Literal["hash32"]
 ConsolidationSignal = Literal["p", "p_at_boundaries", "fisher", "path_integral", "magnitude"]
-CONSOLIDATION_SIGNALS = ("p", "p_at_boundaries", "fisher", "path_integral", "magnitude")
+CONSOLIDATION_SIGNALS = get_args(ConsolidationSignal)
 
 # The independent random streams of one run, each seeded with derived_seed(run seed, stream); the run
 # seed itself seeds the initialisation and the order of the mini-batches.
@@ -581,32 +581,29 @@ class StochasticMLP:
         if any(c.ewc_lambda > 0 for c in self.runs):
             names += ["fisher_w", "anchor_w", "fisher_b", "anchor_b"]
         signals = {c.consolidation_signal for c in self.runs}
-        if any(c.si_c > 0 for c in self.runs) or "path_integral" in signals:
-            names += ["si_path_w", "si_importance_w", "si_path_b", "si_importance_b"]
         if "fisher" in signals:
             names += ["signal_fisher_w"]
         state = {n: [torch.zeros_like(t) for t in (self.weights if n.endswith("w") else self.biases)] for n in names}
-        if "si_path_w" in state:
-            self._anchor_path_integral(state)
+        if any(c.si_c > 0 for c in self.runs) or "path_integral" in signals:
+            state |= self._path_integral_state()
         if signals != {"p"}:
             state["signal_w"] = [p.clone() for p in self.probs]
         if adam:
             state["adam_step"] = [torch.zeros((), device=self.device)]
         return state
 
-    def _anchor_path_integral(self, state: dict[str, list[Tensor]]) -> None:
-        state["si_anchor_w"] = [w.clone() for w in self.weights]
-        state["si_anchor_b"] = [b.clone() for b in self.biases]
+    def _path_integral_state(self) -> dict[str, list[Tensor]]:
+        """SI's state at the start: path integrals and importances zero, anchors at the parameters."""
+        zeros = {f"si_{kind}_{name}": [torch.zeros_like(t) for t in params] for kind in ("path", "importance")
+                 for name, params in (("w", self.weights), ("b", self.biases))}
+        return zeros | {"si_anchor_w": [w.clone() for w in self.weights], "si_anchor_b": [b.clone() for b in self.biases]}
 
     def track_path_integral(self) -> None:
         """Accumulate synaptic intelligence's path integral :math:`\\omega` (and fold it into :math:`\\Omega`
         at task boundaries) for every run, also those without SI's penalty (``si_c = 0``, whose training
         this leaves bit for bit as it was): the importance signal of chapter 7. Call it before training."""
-        if "si_path_w" in self.state:
-            return
-        for name in ("si_path_w", "si_importance_w", "si_path_b", "si_importance_b"):
-            self.state[name] = [torch.zeros_like(t) for t in (self.weights if name.endswith("w") else self.biases)]
-        self._anchor_path_integral(self.state)
+        if "si_path_w" not in self.state:
+            self.state |= self._path_integral_state()
     # ------------------------------------------------------------------ structure
     @property
     def n_runs(self) -> int:
