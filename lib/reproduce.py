@@ -325,12 +325,25 @@ BEYOND_PAPER_STUDIES = {
 }
 
 
+def _beyond_paper(jobs: Sequence[Job], texts: Sequence[str]) -> list[Job]:
+    return [job for job in jobs if any(text in job.name for text in texts)]
+
+
 def beyond_paper_minutes(scale: Scale = Scale()) -> dict[str, float]:
     """Chapter 7's predicted training time per study: minutes of one single-threaded worker of the
     2-core reference CPU, by the cost model of ``--dry-run``."""
     jobs = all_jobs(scale)
-    return {study: sum(job.cost for job in jobs if any(text in job.name for text in texts)) * MINUTES_PER_COST
+    return {study: sum(job.cost for job in _beyond_paper(jobs, texts)) * MINUTES_PER_COST
             for study, texts in BEYOND_PAPER_STUDIES.items()}
+
+
+def beyond_paper_wall_hours(scale: Scale = Scale(), workers: int = 2) -> float:
+    """Chapter 7's predicted wall time in hours on ``workers`` single-threaded workers of the reference
+    CPU (``make reproduce`` starts one per core), every other job of the book counted as done."""
+    jobs = all_jobs(scale)
+    chapter = _beyond_paper(jobs, [text for texts in BEYOND_PAPER_STUDIES.values() for text in texts])
+    others = {job.name for job in jobs} - {job.name for job in chapter}
+    return _makespan(chapter, workers, others) * MINUTES_PER_COST / 60
 
 
 def selected(jobs: Sequence[Job], patterns: Sequence[str]) -> list[Job]:

@@ -63,6 +63,12 @@ def test_chapter_7s_predicted_time_counts_each_of_its_jobs_in_one_study():
     assert sum(minutes.values()) == pytest.approx(sum(job.cost for job in jobs if job.name in in_studies) * reproduce.MINUTES_PER_COST)
 
 
+def test_chapter_7s_wall_time_lies_between_its_work_shared_out_and_done_by_one_worker():
+    hours = sum(reproduce.beyond_paper_minutes().values()) / 60
+    assert reproduce.beyond_paper_wall_hours(workers=1) == pytest.approx(hours)
+    assert hours / 2 <= reproduce.beyond_paper_wall_hours(workers=2) < 0.6 * hours
+
+
 def test_every_chapter_run_is_in_exactly_one_job():
     jobs = [job for job in reproduce.lifelong_jobs() if not job.name.endswith("random search")]
     in_jobs = [(job.args[0].benchmark, spec) for job in jobs for spec in job.args[1]]
