@@ -1,5 +1,6 @@
 """The panels of Fig. 1 (information against energy, best information per energy), shared by the
-chapters that show energy experiments (chapter 2 on MNIST, chapter 7 on Fashion-MNIST)."""
+chapters that show energy experiments (chapter 2 on MNIST, chapter 7 on Fashion-MNIST), and the lesion
+curves of the experiment's networks (chapter 4's importance measures, chapter 7's importance signals)."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -40,3 +41,15 @@ def ratio_bars(ax, ratios: Mapping[str, np.ndarray], ylabel: str) -> None:
         ax.plot(np.full(len(values), k), values, "k.", ms=4)
     ax.set_xticks(range(len(ratios)), [MODEL_LABELS[m] for m in ratios], rotation=20, ha="right", rotation_mode="anchor")
     ax.set(ylabel=ylabel)
+
+
+def lesion_curves(ax, fractions: Sequence[float], curves: Mapping[str, np.ndarray],
+                  styles: Mapping[str, tuple[str, str]]) -> None:
+    """Test accuracy against the fraction of synapses removed, least important first: per lesion order
+    of ``styles`` (its colour and label), the mean ± s.e.m. over seeds of ``curves[order]``
+    ``(seeds, fractions)``; ``fractions`` and the curves in %."""
+    for order, (color, label) in styles.items():
+        mean, sem = mean_sem(curves[order])
+        ax.plot(fractions, mean, "o-", ms=3, color=color, label=label)
+        ax.fill_between(fractions, mean - sem, mean + sem, color=color, alpha=0.2)
+    ax.set(xlabel="synapses removed, least important first (%)", ylabel="test accuracy (%)")
