@@ -322,6 +322,12 @@ class BayesianMLP(StochasticMLP):
         return True
 
     @torch.no_grad()
+    def skip_evaluation_passes(self, n: int) -> None:
+        """Draw and drop ``n`` passes' parameters (the evaluation generators are sequential)."""
+        for _ in range(n):
+            self._sample_parameters(self.eval_generators)
+
+    @torch.no_grad()
     def sample_pass(self, x: Tensor, compile: bool = False) -> tuple[Tensor, list[Tensor]]:
         """One stochastic forward pass with :math:`\\theta = \\mu + \\sigma\\varepsilon`, one draw per run.
 

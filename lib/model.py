@@ -634,6 +634,13 @@ class StochasticMLP:
         drawn += 1
         return seeds, draw
 
+    def skip_evaluation_passes(self, n: int) -> None:
+        """Move the evaluation stream past ``n`` passes as if they had been drawn, so that the passes
+        after them get the masks they would have had (:func:`~lib.train.fit` skipping the tasks not
+        seen yet)."""
+        if self.stochastic:
+            self.eval_masks_drawn += n
+
     def ghost_release(self) -> list[Tensor | None]:
         """Per layer, the release probability that differs from :math:`p` (ghost runs), else ``None``."""
         return release_probabilities(self.probs, self.hp) if self.any_run("ghost") else [None] * self.n_layers

@@ -40,9 +40,15 @@ from .tasks import N_PERMUTATIONS
 
 # Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
 # estimates. Measured on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the
-# stochastic models, BGD about 5 times that, the deterministic networks about half.
+# stochastic models, the deterministic networks about half. BGD: a run of Permuted MNIST took 62 and 65
+# min on its own (its search's trials; its K = 10 weight samples per step, and batching BGD runs does not
+# pay on this CPU), 16 times a stochastic run.
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
-METHOD_COST = {"bgd": 5.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
+METHOD_COST = {"bgd": 16.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
+# The evaluation of one task's test set, in epochs of training of the same runs (784-200-200-10, 10 test
+# passes, one thread; measured): 1.5 for stochastic runs, 0.1 for deterministic ones (one pass counted
+# ten times). A sequence of T tasks evaluates T tasks after each (T**2), or only those seen (T(T+1)/2).
+EVALUATION_EPOCHS = {True: 1.5, False: 0.1}
 ENERGY_RUN_COST = 1.2
 IMPORTANCE_RUN_COST = 16.0  # an energy run trained again, its signals and six lesion curves (measured: 34 min for three)
 # Minutes of one single-threaded worker per unit of cost: the 67 jobs of the timed make reproduce on
@@ -156,6 +162,18 @@ def _run_cost(benchmark: str, method: str) -> float:
     return BENCHMARK_COST[benchmark] * METHOD_COST.get(method, 1.0)
 
 
+def sequence_cost_factor(protocol: continual.LifelongProtocol, stochastic: bool) -> float:
+    """How many times a run of ``protocol`` (a permuted benchmark of ``protocol.n_tasks`` tasks) costs a
+    run of the 10-task sequence at the same epochs per task: training grows with the number of tasks,
+    evaluation (:data:`EVALUATION_EPOCHS` per task evaluated) with its square, or, evaluating only the
+    tasks seen so far, with half of it."""
+    def cost(n: int, unseen: bool) -> float:
+        evaluations = n * n if unseen else n * (n + 1) // 2
+        return protocol.epochs * n + EVALUATION_EPOCHS[stochastic] * evaluations
+
+    return cost(protocol.n_tasks or N_PERMUTATIONS, protocol.evaluate_unseen) / cost(N_PERMUTATIONS, True)
+
+
 def lifelong_jobs(scale: Scale = Scale()) -> list[Job]:
     """One job per (benchmark, method, overrides) of chapter 5, its seeds trained together, and one
     for its random search (after the job that trains the method's own settings, a candidate of it)."""
@@ -238,8 +256,9 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapter 7's runs beyond the paper: the importance signals of the energy experiment's networks
     (:mod:`lib.importance`), the consolidation signals on the ablations' benchmarks, and, each job after
-    the searches of the tuned methods it compares, the long Permuted MNIST sequence (one job: its 30
-    tasks' data take about 6 GB) and one job per network width other than the paper's."""
+    the searches of the tuned methods it compares, the long Permuted MNIST sequence (one job per method,
+    each under two hours on one worker; each holds the 30 tasks' data, about 6 GB) and one job per network
+    width other than the paper's."""
     def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
         """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST."""
         searches = tuple(sorted(job.name for job in earlier for m in methods if tuning.compared_tuned(m)
@@ -256,8 +275,10 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
             specs = tuple(continual.RunSpec(method, s) for s in scale.seeds)
             jobs.append(Job(f"{benchmark} {method}", _run_cost(benchmark, method) * len(specs), _train_lifelong,
                             (protocol, specs), frozenset((protocol, spec) for spec in specs)))
-    jobs += [compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks", LONG_SEQUENCE_METHODS,
-                         replace(paper, n_tasks=scale.long_sequence_tasks), scale.long_sequence_tasks / N_PERMUTATIONS)]
+    long_sequence = replace(paper, n_tasks=scale.long_sequence_tasks, evaluate_unseen=False)
+    jobs += [compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks {method}", (method,), long_sequence,
+                          sequence_cost_factor(long_sequence, stochastic=method == "presynaptic"))
+             for method in LONG_SEQUENCE_METHODS]
     for width in scale.widths:
         if (width, width) == paper.hidden:
             continue  # the paper's width: chapter 5's runs

@@ -311,6 +311,7 @@ def fit(
     eval_tasks: Sequence[Task] | None = None,
     sampler: Sampler | None = None,
     drop_last: bool = True,
+    eval_unseen: bool = True,
 ) -> History:
     """Train every run of ``net`` on the tasks of ``benchmark`` in order, ``epochs`` epochs each.
 
@@ -318,7 +319,11 @@ def fit(
     incomplete mini-batch (as the authors' loaders do); with ``drop_last=False`` it trains on that
     smaller batch too (as the BGD reference code's loaders do). After every epoch (``eval_every="epoch"``),
     every task (``"task"``) or only at the end (``"end"``), all tasks' test sets are evaluated with
-    :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone).
+    :func:`evaluate` (``"never"`` skips evaluation, e.g. to time training alone). With
+    ``eval_unseen=False`` an evaluation during task :math:`t` covers only the test sets of tasks
+    :math:`1..t` (``eval_tasks`` must then be the training tasks) and records NaN for the others:
+    a long sequence of :math:`T` tasks then costs :math:`T(T+1)/2` evaluations instead of :math:`T^2`,
+    and the tasks evaluated get the numbers they get when every task is.
     ``on_epoch(net, task, epoch)`` is called after every epoch (e.g. to record histograms).
     ``progress`` shows a progress bar on a terminal, one line per epoch on stderr elsewhere (default:
     only on a terminal). ``compile`` fuses the training step and the evaluation masks with
@@ -340,6 +345,8 @@ def fit(
     _check_positive_int("eval_batch", eval_batch)
     if eval_every not in ("epoch", "task", "end", "never"):
         raise ValueError(f"eval_every must be 'epoch', 'task', 'end' or 'never', got {eval_every!r}")
+    if not eval_unseen and eval_tasks is not None:
+        raise ValueError("eval_unseen=False evaluates the tasks trained so far: it needs eval_tasks=None")
     tasks = benchmark.to(net.device).tasks
     eval_tasks = tasks if eval_tasks is None else tuple(t.to(net.device) for t in eval_tasks)
     sampler = ShuffledEpochs(tasks) if sampler is None else sampler
@@ -389,10 +396,16 @@ def fit(
                 eval_every == "end" and last_epoch and t == len(tasks) - 1
             ):
                 evals = [evaluate(net, u.test_x, u.test_y, n_samples=eval_samples, mask_batch=eval_batch, compile=compile)
-                         for u in eval_tasks]
+                         for u in (eval_tasks if eval_unseen else eval_tasks[: t + 1])]
+                if not eval_unseen:  # the next evaluations draw the masks they draw when every task is evaluated
+                    net.skip_evaluation_passes(sum(eval_samples * -(-u.test_x.shape[0] // eval_batch)
+                                                   for u in eval_tasks[t + 1:]))
                 hist.eval_points.append((t, epoch))
                 for key in ("accuracy", "mutual_information", "activity", "single_pass_accuracy"):
-                    records[key].append(np.stack([getattr(e, key) for e in evals], axis=1))
+                    values = np.stack([getattr(e, key) for e in evals], axis=1)
+                    row = np.full((net.n_runs, len(eval_tasks)), np.nan, dtype=values.dtype)
+                    row[:, : values.shape[1]] = values
+                    records[key].append(row)
                 records["energy"].append(net.synaptic_energy().cpu().numpy())
                 records["mean_p"].append(net.mean_release_probability().cpu().numpy())
                 records["frozen"].append(net.frozen_fraction().cpu().numpy())

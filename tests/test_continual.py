@@ -1,7 +1,7 @@
 """Continual-learning methods, EWC, Adam, the ghost control and the cached sweeps, on synthetic tasks."""
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -244,7 +244,7 @@ def test_runs_train_in_batches_of_at_most_max_batch_and_each_batch_is_reported(r
 def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
     base = LifelongProtocol("perm_mnist")
     assert base.describe() == {k: v for k, v in asdict(base).items()
-                               if k not in ("eval_batch", "drop_last", "permute_first_task", "n_tasks")}
+                               if k not in ("eval_batch", "drop_last", "permute_first_task", "n_tasks", "evaluate_unseen")}
     run = method_config("bgd", "perm_mnist", 0)
     reference = LifelongProtocol("perm_mnist", eval_batch=128, drop_last=False, permute_first_task=False)
     assert reference.describe() == {**base.describe(), "eval_batch": 128, "drop_last": False,
@@ -255,6 +255,34 @@ def test_protocol_switches_towards_the_bgd_reference_are_later_fields():
     with pytest.raises(ValueError, match="eval_batch"):
         LifelongProtocol("perm_mnist", eval_batch=0)
 
+
+
+def test_stochastic_and_deterministic_runs_train_in_separate_batches(rules, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRESYN_RESULTS", str(tmp_path))
+    batches = []
+    train_group = continual._train_group
+
+    def recorded(protocol, bench, methods, runs, progress):
+        batches.append(sorted(set(methods)))
+        return train_group(protocol, bench, methods, runs, progress)
+
+    monkeypatch.setattr(continual, "_train_group", recorded)
+    protocol = replace(PROTOCOL, evaluate_unseen=False)
+    specs = [RunSpec(m, s) for m in ("presynaptic", "sgd") for s in (0, 1)]
+    results = run_specs(protocol, specs, benchmark=rules, cache=False)
+    assert sorted(batches) == [["presynaptic"], ["sgd"]]
+    for r in results:  # after task i only the tasks 1..i are evaluated
+        a = np.array(r["accuracy"])
+        assert np.isnan(a[np.triu_indices(len(a), k=1)]).all() and not np.isnan(a[np.tril_indices(len(a))]).any()
+        assert r["average"] == pytest.approx(a[-1].mean())
+
+
+def test_evaluating_only_seen_tasks_is_a_later_field():
+    base = LifelongProtocol("perm_mnist")
+    assert "evaluate_unseen" not in base.describe()
+    assert LifelongProtocol("perm_mnist", evaluate_unseen=False).describe() == {**base.describe(), "evaluate_unseen": False}
+    with pytest.raises(ValueError, match="evaluate_unseen must be True or False"):
+        LifelongProtocol("perm_mnist", evaluate_unseen=0)
 
 
 def test_a_longer_task_sequence_is_a_later_field_of_permuted_benchmarks_only():

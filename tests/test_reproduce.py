@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -45,7 +46,8 @@ def test_the_jobs_train_what_the_chapters_show_at_paper_scale():
     assert (set(beyond["lifelong_benchmarks"]), tuple(beyond["lifelong_seeds"])) == (set(scale.benchmarks), scale.seeds)
     assert (beyond["epochs_per_task"], beyond["tuning_trials"]) == (scale.epochs_per_task, scale.tuning_trials)
     assert {f"{b} si tuned" for b in beyond["lifelong_benchmarks"]} <= names
-    assert scale.long_sequence_tasks == beyond["long_sequence_tasks"] and f"perm_mnist {scale.long_sequence_tasks} tasks" in names
+    assert scale.long_sequence_tasks == beyond["long_sequence_tasks"]
+    assert {f"perm_mnist {scale.long_sequence_tasks} tasks {m}" for m in reproduce.LONG_SEQUENCE_METHODS} <= names
     assert tuple(beyond["widths"]) == scale.widths
     assert {f"perm_mnist width {w}" for w in scale.widths if w != 200} <= names and "perm_mnist width 200" not in names
     assert {f"{b} {m}" for b in beyond["signal_benchmarks"] for m in continual.SIGNAL_METHODS} | {"energy importance signals"} <= names
@@ -274,3 +276,17 @@ def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, disposable_d
     assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
     time.sleep(1.0)
     assert not list(tmp_path.glob("*.log"))
+
+
+def test_a_longer_sequence_costs_its_training_plus_evaluations_that_grow_with_its_square():
+    ten = LifelongProtocol("perm_mnist")
+    assert reproduce.sequence_cost_factor(ten, True) == reproduce.sequence_cost_factor(ten, False) == 1.0
+    for stochastic in (True, False):
+        every = reproduce.sequence_cost_factor(replace(ten, n_tasks=30), stochastic)
+        seen = reproduce.sequence_cost_factor(replace(ten, n_tasks=30, evaluate_unseen=False), stochastic)
+        assert 3 < seen < every  # more than three times the training; evaluating 465 tasks, not 900
+    # a stochastic run's evaluation is most of its cost, a deterministic one's is not
+    assert reproduce.sequence_cost_factor(replace(ten, n_tasks=30), True) > 5 > reproduce.sequence_cost_factor(
+        replace(ten, n_tasks=30), False)
+    jobs = {job.name: job for job in reproduce.all_jobs()}
+    assert jobs["perm_mnist 30 tasks presynaptic"].cost > 2 * jobs["perm_mnist 30 tasks sgd"].cost

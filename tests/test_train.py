@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib.bgd import BayesianMLP, BGDConfig
 from lib.model import StochasticMLP, deterministic, fixed_release, presynaptic
 from lib.tasks import Benchmark, Task
 from lib.compilation import compile_available
@@ -346,3 +347,30 @@ def test_last_incomplete_batch_is_dropped_unless_asked_for(two_tasks):
     fit(net, two_tasks, epochs=1, batch_size=120, eval_every="never", step=step, progress=False, drop_last=False,
         compile=True)
     assert sizes == [120, 120, 60] * 2 and all(compiled[4:])
+
+
+def test_evaluating_only_the_tasks_seen_records_nan_for_the_others_and_changes_nothing_else():
+    everything, hist = train(RUNS, three_tasks(), eval_every="task")
+    seen, hist_seen = train(RUNS, three_tasks(), eval_every="task", eval_unseen=False)
+    later = np.triu(np.ones((3, 3), dtype=bool), k=1)  # [after task i, task j > i]
+    for key in ("accuracy", "mutual_information", "activity", "single_pass_accuracy"):
+        full, part = getattr(hist, key), getattr(hist_seen, key)
+        assert part.shape == full.shape and part.dtype == full.dtype
+        assert np.isnan(part[:, later]).all()
+        np.testing.assert_array_equal(part[:, ~later], full[:, ~later])
+    np.testing.assert_array_equal(hist_seen.train_loss, hist.train_loss)
+    for layer in range(3):
+        assert torch.equal(seen.weights[layer], everything.weights[layer])
+    with pytest.raises(ValueError, match="eval_unseen=False"):
+        train(RUNS, three_tasks(), eval_unseen=False, eval_tasks=three_tasks().tasks)
+
+
+def test_bgd_evaluating_only_the_tasks_seen_gets_the_same_numbers_for_them():
+    histories = []
+    for eval_unseen in (True, False):
+        net = BayesianMLP(SIZES, [BGDConfig(seed=s, std_init=0.05, mean_eta=1.0, mc_samples=2) for s in (0, 1)])
+        histories.append(fit(net, three_tasks(), epochs=1, batch_size=10, eval_every="task", eval_samples=3,
+                             eval_batch=20, progress=False, compile=False, step=net.train_step, eval_unseen=eval_unseen))
+    seen = np.tril(np.ones((3, 3), dtype=bool))
+    np.testing.assert_array_equal(histories[1].accuracy[:, seen], histories[0].accuracy[:, seen])
+    assert np.isnan(histories[1].accuracy[:, ~seen]).all()
