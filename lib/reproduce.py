@@ -99,10 +99,18 @@ class Scale:
     widths: tuple[int, ...] = (50, 100, 200, 400)
 
 
+def _max_batch(specs: Sequence[continual.RunSpec]) -> int | None:
+    """BGD's runs train one at a time: batching them does not pay on the 2-core CPU (one thread: 3,626
+    samples/s for one run, 2,917 in all for four), and a run of about an hour, not a batch of three, is
+    then what an interrupted job loses. The others train all together (the results are the same)."""
+    return 1 if any(spec.method == "bgd" for spec in specs) else None
+
+
 # Every job's function trains the runs of its job that are not stored yet, or, with train=False,
 # nothing; either way it returns whether all of them are stored (python -m lib reproduce --dry-run).
 def _train_lifelong(protocol: continual.LifelongProtocol, specs: tuple[continual.RunSpec, ...], train: bool = True) -> bool:
-    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train,
+                                                          max_batch=_max_batch(specs)))
 
 
 def _train_energy(models: tuple[str, ...], weight_decays: tuple[float, ...], seeds: tuple[int, ...],
@@ -150,7 +158,8 @@ def _train_chosen(chosen_by: tuning.Search, protocol: continual.LifelongProtocol
         raise RuntimeError(f"the search of {method} on {chosen_by.protocol.benchmark} has "
                            f"{chosen_by.n_stored()} of its {chosen_by.n_trials + 1} runs stored, not all")
     specs = [continual.RunSpec(method, s, overrides) for s in seeds]
-    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train,
+                                                          max_batch=_max_batch(specs)))
 
 
 def stored_jobs(jobs: Sequence[Job]) -> set[str]:
@@ -250,7 +259,8 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
         if not train:
             return False
         raise RuntimeError(f"a search of {', '.join(methods)} is incomplete")
-    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train))
+    return all(r is not None for r in continual.run_specs(protocol, specs, progress=False, train=train,
+                                                          max_batch=_max_batch(specs)))
 
 
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:

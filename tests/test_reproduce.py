@@ -290,3 +290,17 @@ def test_a_longer_sequence_costs_its_training_plus_evaluations_that_grow_with_it
         replace(ten, n_tasks=30), False)
     jobs = {job.name: job for job in reproduce.all_jobs()}
     assert jobs["perm_mnist 30 tasks presynaptic"].cost > 2 * jobs["perm_mnist 30 tasks sgd"].cost
+
+
+def test_bgd_jobs_train_their_runs_one_at_a_time_the_others_all_together(monkeypatch):
+    limits = {}
+
+    def recorded(protocol, specs, **kwargs):
+        limits[specs[0].method] = kwargs.get("max_batch")
+        return [{}] * len(specs)
+
+    monkeypatch.setattr(continual, "run_specs", recorded)
+    jobs = {job.name: job for job in reproduce.all_jobs()}
+    for name in ("perm_mnist bgd", "perm_mnist presynaptic", "perm_mnist sgd"):
+        assert jobs[name].function(*jobs[name].args)
+    assert limits == {"bgd": 1, "presynaptic": None, "sgd": None}
