@@ -41,10 +41,10 @@ from .tasks import N_PERMUTATIONS
 # Relative cost of one seed of one method, for the order of the jobs (longest first) and the time
 # estimates. Measured on a 2-core CPU: a seed of a permuted benchmark takes about 5 min for the
 # stochastic models, the deterministic networks about half. BGD: a run of Permuted MNIST took 62 and 65
-# min on its own (its search's trials; its K = 10 weight samples per step, and batching BGD runs does not
-# pay on this CPU), 16 times a stochastic run.
+# min on its own (its search's trials) on a 2-core Intel Xeon where three presynaptic runs took 26 min
+# together: about 7 times a stochastic run (K = 10 weight samples per step; batching BGD runs does not pay).
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
-METHOD_COST = {"bgd": 16.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
+METHOD_COST = {"bgd": 7.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
 # The evaluation of one task's test set, in epochs of training of the same runs (784-200-200-10, 10 test
 # passes, one thread; measured): 1.5 for stochastic runs, 0.1 for deterministic ones (one pass counted
 # ten times). A sequence of T tasks evaluates T tasks after each (T**2), or only those seen (T(T+1)/2).
