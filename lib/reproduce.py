@@ -267,8 +267,8 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapter 7's runs beyond the paper: the importance signals of the energy experiment's networks
     (:mod:`lib.importance`), the consolidation signals on the ablations' benchmarks, and, each job after
     the searches of the tuned methods it compares, the long Permuted MNIST sequence (a job for the
-    stochastic runs and one for the deterministic ones; each holds the 30 tasks' data, about 7 GB) and one job per network
-    width other than the paper's."""
+    stochastic runs and one for the deterministic ones; each holds the 30 tasks' data, about 7 GB) and one
+    job per network width other than the paper's."""
     def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
         """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST."""
         searches = tuple(sorted(job.name for job in earlier for m in methods if tuning.compared_tuned(m)
@@ -286,11 +286,11 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
             jobs.append(Job(f"{benchmark} {method}", _run_cost(benchmark, method) * len(specs), _train_lifelong,
                             (protocol, specs), frozenset((protocol, spec) for spec in specs)))
     long_sequence = replace(paper, n_tasks=scale.long_sequence_tasks, evaluate_unseen=False)
-    for stochastic in (True, False):  # (they train in separate batches anyway: one job each, each under two hours)
-        methods = tuple(m for m in LONG_SEQUENCE_METHODS if continual.method_config(m, "perm_mnist", 0).stochastic == stochastic)
-        job = compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks {' '.join(methods)}", methods, long_sequence,
-                           sequence_cost_factor(long_sequence, stochastic))
-        jobs.append(job)
+    for stochastic in (True, False):  # they train in separate batches anyway; one job each runs both side by side
+        methods = tuple(m for m in LONG_SEQUENCE_METHODS
+                        if continual.method_config(m, long_sequence.benchmark, 0).stochastic == stochastic)
+        jobs.append(compared_job(f"perm_mnist {scale.long_sequence_tasks} tasks {' '.join(methods)}", methods,
+                                 long_sequence, sequence_cost_factor(long_sequence, stochastic)))
     for width in scale.widths:
         if (width, width) == paper.hidden:
             continue  # the paper's width: chapter 5's runs
