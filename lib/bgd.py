@@ -339,5 +339,13 @@ class BayesianMLP(StochasticMLP):
         weights, biases = self._sample_parameters(self.eval_generators)
         return mlp_forward(x, weights, biases)
 
+    def diverged_runs(self) -> Tensor:
+        """``(R,)`` bool: runs whose every mean and :math:`\\sigma` is NaN. A BGD step maps that state to
+        itself (every :math:`\\theta`, loss, gradient and update is NaN), and NaN parameters give the same
+        test predictions whatever the draw, so skipping such a run's further steps changes no number
+        recorded (a diverging search trial then costs its evaluations, not its training)."""
+        params = [*self.weights, *self.biases, *self.weight_std, *self.bias_std]
+        return torch.stack([torch.isnan(t).flatten(1).all(1) for t in params]).all(0)
+
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:
         """Nothing to do: BGD is task-agnostic and never needs to know that a task ended."""

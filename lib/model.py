@@ -641,6 +641,12 @@ class StochasticMLP:
         if self.stochastic:
             self.eval_masks_drawn += n
 
+    def diverged_runs(self) -> Tensor:
+        """``(R,)`` bool: the runs that no training step can change any more, so that :func:`~lib.train.fit`
+        may skip the steps of a network whose every run is one. The presynaptic engine claims none;
+        :meth:`lib.bgd.BayesianMLP.diverged_runs` does."""
+        return torch.zeros(self.n_runs, dtype=torch.bool, device=self.device)
+
     def ghost_release(self) -> list[Tensor | None]:
         """Per layer, the release probability that differs from :math:`p` (ghost runs), else ``None``."""
         return release_probabilities(self.probs, self.hp) if self.any_run("ghost") else [None] * self.n_layers

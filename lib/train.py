@@ -338,6 +338,8 @@ def fit(
     generators)`` returns the training tensors and each run's order of examples for one epoch
     (default: the task's training set in a fresh random order per run, see :class:`ShuffledEpochs`).
     After each task, ``net.end_task`` sees its training set (EWC's Fisher information; SI's importance).
+    Once every run of ``net`` has diverged for good (``net.diverged_runs()``), the remaining training
+    steps are skipped and their losses recorded as NaN; evaluations go on and record what they would have.
     """
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)
@@ -373,24 +375,33 @@ def fit(
                                                 "energy", "mean_p", "frozen")}
     losses = []
     warned = False
+    halted = False  # every run diverged for good (net.diverged_runs): the remaining steps change nothing
     show = sys.stderr.isatty() if progress is None else progress
     lines = show and not sys.stderr.isatty()  # a log file: one line per epoch instead of a bar
     bar = tqdm(total=len(tasks) * epochs, disable=not show or lines, desc=benchmark.name, unit="epoch")
     start_time = time.perf_counter()
     for t, task in enumerate(tasks):
         for epoch in range(epochs):
-            train_x, train_y, order = sampler(t, epoch, net.generators)
-            n_steps = steps_in(order.shape[1])
-            loss_sum = torch.zeros(net.n_runs, device=net.device)
-            for s in range(n_steps):
-                idx = order[:, s * batch_size:(s + 1) * batch_size]
-                loss_sum += step(train_x[idx], train_y[idx], compile)
-            losses.append((loss_sum / n_steps).cpu().numpy())
+            if halted:
+                losses.append(np.full(net.n_runs, np.nan, dtype=np.float32))
+            else:
+                train_x, train_y, order = sampler(t, epoch, net.generators)
+                n_steps = steps_in(order.shape[1])
+                loss_sum = torch.zeros(net.n_runs, device=net.device)
+                for s in range(n_steps):
+                    idx = order[:, s * batch_size:(s + 1) * batch_size]
+                    loss_sum += step(train_x[idx], train_y[idx], compile)
+                losses.append((loss_sum / n_steps).cpu().numpy())
             diverged = [r for r in range(net.n_runs) if not np.isfinite(losses[-1][r])]
             if diverged and not warned:
                 warnings.warn(f"run(s) {diverged} diverged (non-finite loss) in task {t}, epoch {epoch}; "
                               "lower the learning rate", RuntimeWarning, stacklevel=2)
                 warned = True
+            if not halted and bool(net.diverged_runs().all()):
+                halted = True
+                print(f"{benchmark.name}: every run's parameters are NaN after task {t + 1}, epoch {epoch + 1}; "
+                      "its remaining training steps are skipped (they would change nothing), evaluations are not",
+                      file=sys.stderr, flush=True)
             last_epoch = epoch == epochs - 1
             if eval_every == "epoch" or (eval_every == "task" and last_epoch) or (
                 eval_every == "end" and last_epoch and t == len(tasks) - 1

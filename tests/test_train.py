@@ -374,3 +374,38 @@ def test_bgd_evaluating_only_the_tasks_seen_gets_the_same_numbers_for_them():
     seen = np.tril(np.ones((3, 3), dtype=bool))
     np.testing.assert_array_equal(histories[1].accuracy[:, seen], histories[0].accuracy[:, seen])
     assert np.isnan(histories[1].accuracy[:, ~seen]).all()
+
+
+def test_a_bgd_network_whose_runs_all_diverged_skips_its_steps_and_records_the_same_numbers():
+    histories, steps = [], []
+    for skip in (True, False):
+        net = BayesianMLP(SIZES, [BGDConfig(seed=s, std_init=1.0, mean_eta=1e4, mc_samples=2) for s in (0, 1)])
+        if not skip:
+            net.diverged_runs = lambda: torch.zeros(2, dtype=torch.bool)
+        calls = []
+
+        def step(x, y, compile, net=net, calls=calls):
+            calls.append(1)
+            return net.train_step(x, y, compile)
+
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            histories.append(fit(net, three_tasks(), epochs=2, batch_size=10, eval_every="epoch", eval_samples=3,
+                                 eval_batch=20, progress=False, compile=False, step=step))
+        assert net.diverged_runs().all() == skip
+        steps.append(len(calls))
+    assert steps[0] < steps[1] / 3  # (diverged within the first epoch)
+    for key in ("accuracy", "mutual_information", "activity", "single_pass_accuracy", "energy", "frozen", "train_loss"):
+        np.testing.assert_array_equal(getattr(histories[0], key), getattr(histories[1], key))
+    assert np.isnan(histories[0].train_loss[:, 1:]).all()
+
+
+def test_bgd_runs_that_still_have_a_finite_parameter_have_not_diverged():
+    net = BayesianMLP(SIZES, [BGDConfig(seed=s, std_init=0.05) for s in (0, 1)])
+    assert not net.diverged_runs().any()
+    for tensors in (net.weights, net.biases, net.weight_std, net.bias_std):
+        for t in tensors:
+            t[0] = float("nan")
+    assert net.diverged_runs().tolist() == [True, False]
+    net.bias_std[-1][0, 0] = 0.1
+    assert not net.diverged_runs().any()
+    assert not StochasticMLP(SIZES, RUNS).diverged_runs().any()
