@@ -17,6 +17,7 @@ import concurrent.futures
 import heapq
 import importlib.util
 import json
+import logging
 import math
 import os
 import signal
@@ -402,6 +403,7 @@ WORKER_ENVIRONMENT = "distributed.nanny.pre-spawn-environ"
 # glibc's allocator kept from handing freed memory back during training (see worker_environment)
 TRAINING_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 POLL_SECONDS = 0.5  # how often the scheduling loop looks for an interrupt while it waits for jobs
+DASK_LOGS = logging.getLogger("distributed")
 HEARTBEAT_SECONDS = 300  # a line on the running jobs after this long without one
 
 
@@ -494,15 +496,19 @@ def dask_client(scheduler: str | None = None, cluster: str = "local", workers: i
     of ``dask-jobqueue`` configured by Dask's configuration (``jobqueue.yaml``: queue, cores, memory,
     walltime, ...) and scaled to ``workers`` workers.
     """
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            yield client
-        return
     if cluster not in ("local", "slurm"):
         raise ValueError(f"unknown cluster {cluster!r}; valid clusters: local, slurm")
-    with dask.config.set({WORKER_ENVIRONMENT: worker_environment()}), _started_cluster(cluster, workers) as started:
-        with Client(started) as client:
-            yield client
+    level = DASK_LOGS.level  # (:func:`reproduce` raises it when it ends workers; their cluster is closed here)
+    try:
+        if scheduler is not None:
+            with Client(scheduler) as client:
+                yield client
+            return
+        with dask.config.set({WORKER_ENVIRONMENT: worker_environment()}), _started_cluster(cluster, workers) as started:
+            with Client(started) as client:
+                yield client
+    finally:
+        DASK_LOGS.setLevel(level)
 
 
 def worker_environment() -> dict[str, str]:
@@ -695,6 +701,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
         busy = [worker for worker, processing in client.processing().items() if keys.intersection(processing)]
         executor.shutdown(wait=False)  # cancels the running jobs, then their worker processes end now
         if busy:  # (a nanny starts a fresh worker in place of each)
+            DASK_LOGS.setLevel(logging.CRITICAL)  # the scheduler and nannies would log these intended ends as errors
             client.run(os._exit, 1, workers=busy, on_error="ignore")
         save()
         raise

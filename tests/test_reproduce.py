@@ -2,6 +2,7 @@
 import ast
 import io
 import json
+import logging
 import os
 import signal
 import threading
@@ -266,7 +267,7 @@ def test_a_job_whose_worker_dies_is_redone_on_a_fresh_worker(tmp_path, disposabl
     assert record["retried"] == {"dies once": 1}
 
 
-def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, disposable_dask_workers):
+def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, disposable_dask_workers, caplog):
     jobs = [reproduce.Job(f"sleep {k}", 1.0, _sleep, (30.0, tmp_path / f"{k}.log")) for k in range(2)]
     _interrupt_later(1.0, 1.5)
     start = time.perf_counter()
@@ -277,6 +278,10 @@ def test_a_second_interrupt_ends_the_running_jobs_at_once(tmp_path, disposable_d
     assert record["jobs"] == {} and not record["finished"] and record["wall_seconds"] > 1.0
     time.sleep(1.0)
     assert not list(tmp_path.glob("*.log"))
+    # the workers it ends are not reported as errors by the scheduler and their nannies
+    # the workers it ends are not reported as errors or restarts by the scheduler and their nannies
+    reports = [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not reports, reports
 
 
 def test_a_longer_sequence_costs_its_training_plus_evaluations_that_grow_with_its_square():
