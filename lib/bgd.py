@@ -349,3 +349,30 @@ class BayesianMLP(StochasticMLP):
 
     def end_task(self, train_x: Tensor, train_y: Tensor) -> None:
         """Nothing to do: BGD is task-agnostic and never needs to know that a task ended."""
+
+
+@torch.no_grad()
+def largest_std(configs: Sequence[BGDConfig], sizes: Sequence[int], x: Tensor, y: Tensor, steps: int,
+                batch_size: int) -> Tensor:
+    """The largest :math:`\\sigma` of each layer's weights, before and after each of BGD's first
+    ``steps`` updates of one network per config (batched), on the mini-batches of ``x``, ``y`` in
+    their order (``steps * batch_size`` examples are used). Returns ``(steps + 1, runs, layers)``.
+
+    Shows how a setting fails when it does: :math:`\\sigma` should shrink where the data pin a
+    parameter down, but the Monte-Carlo estimate of :math:`\\mathbb E[g\\varepsilon]` (K samples) can be
+    negative, and then :math:`\\sigma' = \\sigma e^{-\\operatorname{asinh} a}` grows by
+    :math:`e^{\\operatorname{asinh}|a|}` with :math:`a = \\tfrac12\\sigma\\,\\mathbb E[g\\varepsilon]`:
+    with a large :math:`\\sigma_0` and the gradient of a summed loss, :math:`|a|` can exceed 1 in one
+    step, a larger :math:`\\sigma` gives larger gradients, and within a few steps the parameters
+    overflow (:meth:`BayesianMLP.diverged_runs`).
+    """
+    if steps < 1 or batch_size < 1 or steps * batch_size > len(x):
+        raise ValueError(f"{steps} steps of {batch_size} examples need more than the {len(x)} examples given")
+    net = BayesianMLP(sizes, configs, device=x.device)
+    runs = len(configs)
+    largest = [torch.stack([s.flatten(1).amax(1) for s in net.weight_std], 1)]
+    for k in range(steps):
+        batch = slice(k * batch_size, (k + 1) * batch_size)
+        net.train_step(x[batch].expand(runs, -1, -1), y[batch].expand(runs, -1))
+        largest.append(torch.stack([s.flatten(1).amax(1) for s in net.weight_std], 1))
+    return torch.stack(largest)

@@ -12,6 +12,7 @@ so that the smallest text of a figure is 9 px or more and sharp when the page is
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -75,8 +76,14 @@ def signed(x: float, digits: int = 2) -> str:
 
 def ttest(a, b):
     """The two-sample t-test with equal variances (the authors' test) of ``a`` against ``b``, or None
-    when a side has fewer than two values."""
-    return stats.ttest_ind(a, b) if len(a) > 1 and len(b) > 1 else None
+    when a side has fewer than two values. A side of equal values (e.g. runs that all diverged to a
+    constant guess) makes scipy warn of precision loss; the test is still defined, and the warning is
+    not shown."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return stats.ttest_ind(a, b)
 
 
 def stars(test) -> str:

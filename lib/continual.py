@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import paper
-from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig
+from .bgd import BGD_SETTINGS, BayesianMLP, BGDConfig, largest_std
 from .book import number, seeds_text, signed, ttest
 from .cache import load_cached, store
 from .model import StochasticMLP, SynapseConfig, deterministic, presynaptic
@@ -348,6 +348,25 @@ def chapter_specs(
                   for lam in sorted({*grid, default}) for s in seeds}
     return specs
 
+def bgd_first_steps_std(protocol: LifelongProtocol, specs: Sequence[RunSpec], steps: int) -> np.ndarray:
+    """``(steps + 1, runs)``: the largest :math:`\\sigma` of the output layer's weights of each BGD run of
+    ``specs`` before and after each of its first ``steps`` updates (:func:`lib.bgd.largest_std`), on
+    task 1 of ``protocol``'s benchmark, shuffled once (seed 0), in mini-batches of the runs' batch size.
+    Where a setting fails on a benchmark, this shows how: :math:`\\sigma` grows instead of shrinking."""
+    if not specs or any(s.method != "bgd" for s in specs):
+        raise ValueError("bgd_first_steps_std needs BGD runs")
+    batch_sizes = {s.protocol(protocol).batch_size for s in specs}
+    if len(batch_sizes) > 1:
+        raise ValueError(f"the runs need one batch size, got {sorted(batch_sizes)}")
+    bench = make_benchmark(protocol.benchmark.replace("_cont", ""), seed=protocol.permutation_seed,
+                           subset=protocol.subset, permute_first=protocol.permute_first_task)
+    task, batch_size = bench.tasks[0], batch_sizes.pop()
+    order = torch.randperm(len(task.train_x), generator=torch.Generator().manual_seed(0))[:steps * batch_size]
+    sizes = [task.train_x.shape[1], *protocol.hidden, bench.n_classes]
+    configs = [s.config(protocol.benchmark) for s in specs]
+    return largest_std(configs, sizes, task.train_x[order], task.train_y[order], steps, batch_size)[:, :, -1].numpy()
+
+
 
 def run_specs(
     protocol: LifelongProtocol, specs: Sequence[RunSpec], *, cache: bool = True, progress: bool | None = None,
@@ -392,6 +411,12 @@ def run_specs(
             if on_stored is not None:
                 on_stored(done, total)
     return results
+
+
+def diverged(result: dict) -> bool:
+    """Whether a stored run diverged: its training loss became non-finite (its parameters are then NaN,
+    and every later evaluation is that of a constant guess)."""
+    return not np.isfinite(np.asarray(result["train_loss"], dtype=float)).all()
 
 
 def summarise(per_seed: Sequence[dict]) -> dict:
@@ -562,6 +587,53 @@ class ChapterRuns:
             facts.append(f"* {self.n_missing} runs are not computed yet (see the note at the top), so the comparison is "
                          "incomplete.")
         return "\n".join(facts) if facts else "No runs are stored yet."
+
+    def n_diverged(self, benchmark: str, what: Hashable) -> int:
+        """How many of the stored runs of ``what`` on ``benchmark`` diverged (a non-finite training loss)."""
+        return sum(diverged(r) for r in self.runs(benchmark, what))
+
+    def tuning_markdown(self, baselines: Sequence[str] = ("ewc", "bgd")) -> str:
+        """What tuning changed for each baseline: a table of its runs with its own settings, tuned (on the
+        tuning benchmark) and tuned on the benchmark itself, beside the presynaptic model as the
+        comparison shows it, with the two-sample t-test of tuned against presynaptic; then a list of
+        where a tuned baseline is ahead of the presynaptic model (p < 0.05), behind it, or not
+        resolved from it, and which tuned runs diverged. Only baselines tuned for every seed count."""
+        fmt = partial(seeds_text, n_seeds=len(self.seeds))
+        rows = ["| benchmark | method | own settings | tuned | tuned on this benchmark | presynaptic | "
+                "tuned − presynaptic (points) | $t$ | $p$ |", "|---|---|---|---|---|---|---|---|---|"]
+        verdicts: dict[str, list[str]] = {"ahead": [], "behind": [], "unresolved": []}
+        failures = []
+
+        def cell(b: str, what: Hashable) -> str:
+            text, k = fmt(self.averages(b, what)), self.n_diverged(b, what)
+            return text + (f" ({k} diverged)" if k else "")
+
+        for b in self.results:
+            reference = self.averages(b, self.compared(b, "presynaptic"))
+            for m in baselines:
+                if self.compared(b, m) == m:  # not tuned (or not for every seed) on this benchmark
+                    continue
+                tuned = self.averages(b, ("tuned", m))
+                gap, test = tuned.mean() - reference.mean() if len(reference) else math.nan, ttest(tuned, reference)
+                rows.append(f"| {BENCHMARK_NAMES[b]} | {METHOD_LABELS[m]} | {cell(b, m)} | {cell(b, ('tuned', m))} | "
+                            f"{cell(b, ('oracle', m))} | {fmt(reference)} | {'—' if math.isnan(gap) else signed(gap)} | "
+                            + (f"{number(test.statistic)} | {test.pvalue:.2g} |" if test is not None else "— | — |"))
+                if test is not None and np.isfinite(test.pvalue):
+                    kind = "unresolved" if test.pvalue >= 0.05 else "ahead" if gap > 0 else "behind"
+                    verdicts[kind].append(f"{METHOD_LABELS[m]} on {BENCHMARK_NAMES[b]} ({signed(gap)} points, p = {test.pvalue:.2g})")
+                if k := self.n_diverged(b, ("tuned", m)):
+                    failures.append(f"{METHOD_LABELS[m]} on {BENCHMARK_NAMES[b]} ({k} of {len(tuned)} seeds)")
+        if len(rows) == 2:
+            return "No baseline's tuned runs are stored for every seed yet."
+        heads = {"ahead": "Tuned baselines ahead of the presynaptic model", "behind": "Tuned baselines behind it",
+                 "unresolved": "No difference the seeds resolve"}
+        lines = ["\n".join(rows), ""]
+        lines += [f"* **{heads[k]}** ({'p ≥ 0.05' if k == 'unresolved' else 'p < 0.05'}): {'; '.join(v) if v else 'none'}."
+                  for k, v in verdicts.items()]
+        if failures:
+            lines.append(f"* **Tuned runs that diverged** (their training loss became non-finite, their accuracy is that "
+                         f"of a constant guess): {'; '.join(failures)}.")
+        return "\n".join(lines)
 
     def status_markdown(self, results_folder: str = "results/lifelong") -> str:
         """What is stored, and for what is missing the commands of ``python -m lib lifelong`` that train it."""

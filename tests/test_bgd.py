@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib.bgd import BGD_SETTINGS, TRAINING_NOISE, BayesianMLP, BGDConfig, bgd_update, training_noise
+from lib.bgd import BGD_SETTINGS, TRAINING_NOISE, BayesianMLP, BGDConfig, bgd_update, largest_std, training_noise
 from lib.model import StochasticMLP, deterministic, mlp_forward
 from lib.noise import standard_normal
 
@@ -243,3 +243,21 @@ def test_monte_carlo_inference_is_a_later_field_chosen_per_run():
     assert replace(config, mc_inference="average_accuracy").describe()["mc_inference"] == "average_accuracy"
     with pytest.raises(ValueError, match="mc_inference"):
         BGDConfig(std_init=0.05, mc_inference="vote")
+
+
+def test_largest_std_follows_sigma_step_by_step_and_shows_a_setting_that_overflows():
+    x, y = gaussian_problem(3, n=8 * 32)
+    x, y = 3 * x[0], y[0]  # large inputs: large summed gradients
+    calm, wild = BGDConfig(std_init=0.01, mean_eta=1.0, seed=0), BGDConfig(std_init=2.0, mean_eta=50.0, seed=0)
+    largest = largest_std([calm, wild], SIZES, x, y, steps=8, batch_size=32)
+    assert largest.shape == (9, 2, 2)
+    assert torch.equal(largest[0], torch.tensor([[0.01, 0.01], [2.0, 2.0]]))
+    assert torch.isfinite(largest[:, 0]).all() and largest[:, 0].max() < 0.02  # sigma of a calm setting barely moves
+    assert torch.isnan(largest[-1, 1]).all() and torch.isfinite(largest[1, 1]).all()  # the wild one overflows later
+    # The same numbers as the run trained alone on the same batches: the probe is the training step.
+    net = BayesianMLP(SIZES, [calm])
+    for k in range(8):
+        net.train_step(x[None, 32 * k:32 * (k + 1)], y[None, 32 * k:32 * (k + 1)])
+    assert torch.equal(largest[-1, 0], torch.stack([s[0].max() for s in net.weight_std]))
+    with pytest.raises(ValueError, match="more than the 256 examples"):
+        largest_std([calm], SIZES, x, y, steps=9, batch_size=32)

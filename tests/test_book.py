@@ -1,4 +1,6 @@
 """The helpers the chapters share (lib/book.py)."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,9 @@ def test_ttest_needs_two_seeds_a_side_and_stars_grade_the_p_value():
     far = book.ttest([1.0, 1.1, 0.9], [5.0, 5.1, 4.9])
     assert far.pvalue < 0.01 and book.stars(far) == "**"
     assert book.stars(book.ttest([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])) == "n.s."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a side of equal values (diverged runs) tests without a warning
+        assert book.stars(book.ttest([50.0, 50.0, 50.0], [90.1, 90.3, 90.5])) == "**"
 
 
 def test_panel_grid_puts_at_most_two_panels_in_a_row():

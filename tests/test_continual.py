@@ -369,3 +369,38 @@ def test_the_chapters_measures_and_differences_from_the_paper(tmp_path, monkeypa
     assert facts[6].startswith("* **Split MNIST, ghost control:** −10.00 points against the full model (t = ")
     assert facts[6].endswith("; paper −1.4 (t = 3.44, p < 0.05).")
     assert facts[7] == "* 2 runs are not computed yet (see the note at the top), so the comparison is incomplete."
+
+
+def test_the_tuning_table_sorts_each_tuned_baseline_against_the_presynaptic_model():
+    def run(average, loss=0.3):
+        return {"accuracy": [[average]], "average": average, "train_loss": [loss]}
+
+    seeds = (0, 1, 2)
+    results = {
+        "perm_mnist": {"presynaptic": {s: run(0.85 + 0.01 * s) for s in seeds},
+                       "ewc": {s: run(0.80 + 0.01 * s) for s in seeds},
+                       ("tuned", "ewc"): {s: run(0.93 + 0.01 * s) for s in seeds},
+                       "bgd": {s: run(0.80) for s in seeds},
+                       ("tuned", "bgd"): {0: run(0.9)}},  # one seed only: not compared
+        "split_fmnist": {"presynaptic": {s: run(0.90 + 0.002 * s) for s in seeds},
+                         "bgd": {s: run(0.86) for s in seeds},
+                         ("tuned", "bgd"): {0: run(0.5, math.nan), 1: run(0.5, math.nan), 2: run(0.6)},
+                         ("oracle", "bgd"): {s: run(0.86) for s in seeds},
+                         "ewc": {s: run(0.89 + 0.01 * s) for s in seeds},
+                         ("tuned", "ewc"): {s: run(0.89 + 0.01 * s) for s in seeds}}}
+    protocols = {b: LifelongProtocol(b) for b in results}
+    stored = continual.ChapterRuns(seeds, protocols, results, {}, 30)
+    assert stored.n_diverged("split_fmnist", ("tuned", "bgd")) == 2 and stored.n_diverged("split_fmnist", "bgd") == 0
+    lines = stored.tuning_markdown().splitlines()
+    assert len([line for line in lines if line.startswith("| ")]) == 4  # header and three tuned baselines
+    assert "| Permuted MNIST | EWC | 81.00 ± 0.58 | 94.00 ± 0.58 | — | 86.00 ± 0.58 | +8.00 |" in lines[2]
+    assert lines[3].startswith("| Split Fashion-MNIST | EWC | 90.00 ± 0.58 | 90.00 ± 0.58 | — | 90.20 ± 0.12 | −0.20 |")
+    assert "| Split Fashion-MNIST | BGD | 86.00 ± 0.00 | 53.33 ± 3.33 (2 diverged) | 86.00 ± 0.00 |" in lines[4]
+    ahead, behind, unresolved, failed = lines[-4:]
+    assert ahead.startswith("* **Tuned baselines ahead of the presynaptic model** (p < 0.05): EWC on Permuted MNIST (+8.00 points")
+    assert behind.startswith("* **Tuned baselines behind it** (p < 0.05): BGD on Split Fashion-MNIST (−36.87 points")
+    assert unresolved.startswith("* **No difference the seeds resolve** (p ≥ 0.05): EWC on Split Fashion-MNIST (−0.20 points")
+    assert failed.endswith("BGD on Split Fashion-MNIST (2 of 3 seeds).")
+    untuned = continual.ChapterRuns(seeds, {"perm_mnist": protocols["perm_mnist"]},
+                                    {"perm_mnist": {"presynaptic": results["perm_mnist"]["presynaptic"]}}, {}, 3)
+    assert untuned.tuning_markdown() == "No baseline's tuned runs are stored for every seed yet."
