@@ -593,42 +593,43 @@ class ChapterRuns:
         return sum(diverged(r) for r in self.runs(benchmark, what))
 
     def tuning_markdown(self, baselines: Sequence[str] = ("ewc", "bgd")) -> str:
-        """What tuning changed for each baseline: a table of its runs with its own settings, tuned (on the
-        tuning benchmark) and tuned on the benchmark itself, beside the presynaptic model as the
-        comparison shows it; then a list of where a tuned baseline is ahead of the presynaptic model,
-        behind it (two-sample t-test, p < 0.05) or not resolved from it, and which tuned runs
+        """What tuning changed for each baseline: a table per baseline of its runs with its own settings,
+        tuned (on the tuning benchmark) and tuned on the benchmark itself, beside the presynaptic model
+        as the comparison shows it; then a list of where a tuned baseline is ahead of the presynaptic
+        model, behind it (two-sample t-test, p < 0.05) or not resolved from it, and which tuned runs
         diverged. Only baselines tuned for every seed count."""
         fmt = partial(seeds_text, n_seeds=len(self.seeds))
-        rows = ["| benchmark | method | own settings | tuned | tuned on this benchmark | presynaptic | "
-                "tuned − presynaptic (points) |", "|---|---|---|---|---|---|---|"]
         verdicts: dict[str, list[str]] = {"ahead": [], "behind": [], "unresolved": []}
-        failures = []
+        tables, failures = [], []
 
         def cell(b: str, what: Hashable) -> str:
             text, k = fmt(self.averages(b, what)), self.n_diverged(b, what)
             return text + (f" ({k} diverged)" if k else "")
 
-        for b in self.results:
-            reference = self.averages(b, self.compared(b, "presynaptic"))
-            for m in baselines:
+        for m in baselines:
+            rows = []
+            for b in self.results:
                 if self.compared(b, m) == m:  # not tuned (or not for every seed) on this benchmark
                     continue
-                tuned = self.averages(b, ("tuned", m))
+                reference, tuned = self.averages(b, self.compared(b, "presynaptic")), self.averages(b, ("tuned", m))
                 gap, test = tuned.mean() - reference.mean() if len(reference) else math.nan, ttest(tuned, reference)
-                rows.append(f"| {BENCHMARK_NAMES[b]} | {METHOD_LABELS[m]} | {cell(b, m)} | {cell(b, ('tuned', m))} | "
-                            f"{cell(b, ('oracle', m))} | {fmt(reference)} | {'—' if math.isnan(gap) else signed(gap)} |")
+                rows.append(f"| {BENCHMARK_NAMES[b]} | {cell(b, m)} | {cell(b, ('tuned', m))} | {cell(b, ('oracle', m))} | "
+                            f"{fmt(reference)} | {'—' if math.isnan(gap) else signed(gap)} |")
                 if test is not None and np.isfinite(test.pvalue):
                     kind = "unresolved" if test.pvalue >= 0.05 else "ahead" if gap > 0 else "behind"
                     verdicts[kind].append(f"{METHOD_LABELS[m]} on {BENCHMARK_NAMES[b]} ({signed(gap)} points, p = {test.pvalue:.2g})")
                 if k := self.n_diverged(b, ("tuned", m)):
                     failures.append(f"{METHOD_LABELS[m]} on {BENCHMARK_NAMES[b]} ({k} of {len(tuned)} seeds)")
-        if len(rows) == 2:
+            if rows:
+                tables += [f"**{METHOD_LABELS[m]}**", "",
+                           "| benchmark | own settings | tuned | tuned on this benchmark | presynaptic | tuned − presynaptic (points) |",
+                           "|---|---|---|---|---|---|", *rows, ""]
+        if not tables:
             return "No baseline's tuned runs are stored for every seed yet."
         heads = {"ahead": "Tuned baselines ahead of the presynaptic model", "behind": "Tuned baselines behind it",
                  "unresolved": "No difference the seeds resolve"}
-        lines = ["\n".join(rows), ""]
-        lines += [f"* **{heads[k]}** ({'p ≥ 0.05' if k == 'unresolved' else 'p < 0.05'}): {'; '.join(v) if v else 'none'}."
-                  for k, v in verdicts.items()]
+        lines = tables + [f"* **{heads[k]}** ({'p ≥ 0.05' if k == 'unresolved' else 'p < 0.05'}): {'; '.join(v) if v else 'none'}."
+                          for k, v in verdicts.items()]
         if failures:
             lines.append(f"* **Tuned runs that diverged** (their training loss became non-finite, their accuracy is that "
                          f"of a constant guess): {'; '.join(failures)}.")
