@@ -5,7 +5,9 @@ PyTorch loop of the same MLP (nn.Linear + SGD: the floor the matmuls set), our e
 presynaptic run (eager and compiled) and for one BGD run, R runs batched into one computation
 against R runs one after another, and the time of one stochastic pass over the test set. The plain loop, the presynaptic run and the BGD run are measured
 side by side in several rounds; the ratios are the medians of the rounds' ratios, with their range.
-Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600] [--repeats 5]``.
+Last, how the batched engine scales: samples/s in all for 1, 10, 100, ... runs trained together.
+The record goes to ``results/benchmarks/throughput.json`` on the CPU, ``throughput-cuda.json`` on CUDA.
+Usage: ``python benchmarks/throughput.py [--runs 18] [--steps 600] [--repeats 5] [--scaling 1 10 100]``.
 """
 from __future__ import annotations
 
@@ -114,7 +116,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="mini-batch steps per measurement (600 = one epoch)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="rounds of the side-by-side measurements (plain loop, presynaptic, BGD)")
+    parser.add_argument("--scaling", type=int, nargs="+", default=[1, 10, 100], metavar="R",
+                        help="numbers of runs batched together in the scaling measurement (steps/5 steps each)")
     args = parser.parse_args()
+    if min(args.runs, args.steps, args.repeats, *args.scaling) < 1:
+        parser.error("--runs, --steps, --repeats and --scaling take positive numbers")
     device = default_device()
     task = make_benchmark("mnist", device=device).tasks[0]
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
@@ -150,8 +156,10 @@ def main() -> None:
     test_pass = {c: test_pass_seconds(task, c, device) for c in dict.fromkeys((False, compiled))}
     print(f"one stochastic pass over the {task.test_x.shape[0]:,} test examples ({task.test_x.shape[0] // 100} masks): "
           + ", ".join(f"{seconds * 1e3:.0f} ms ({'compiled' if c else 'eager'})" for c, seconds in test_pass.items()))
+    scaling = {runs: engine(task, runs, max(1, args.steps // 5), compiled, device) for runs in args.scaling}
+    print("batched engine, samples/s in all: " + ", ".join(f"{r} run{'s' if r > 1 else ''} {rate:,.0f}" for r, rate in scaling.items()))
     single_peak, plain_peak = (rate * FLOP_PER_SAMPLE / 1e9 / gflops for rate in (single, plain))
-    print(f"share of the matmul peak: presynaptic {single_peak:.0%}, plain loop {plain_peak:.0%} "
+    print(f"share of the matmul peak: presynaptic {single_peak:.1%}, plain loop {plain_peak:.1%} "
           f"({FLOP_PER_SAMPLE / 1e6:.2f} MFLOP per training sample)")
     measured = {
         "device": f"{machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -164,14 +172,17 @@ def main() -> None:
         "batched / sequential": round(batched / single, 2),
         "presynaptic / plain loop (median of the rounds)": round(statistics.median(presynaptic_ratio), 2),
         "presynaptic / plain loop (range)": [round(min(presynaptic_ratio), 2), round(max(presynaptic_ratio), 2)],
-        "plain loop / matmul peak": round(plain_peak, 2),
-        "presynaptic / matmul peak": round(single_peak, 2),
+        "plain loop / matmul peak": round(plain_peak, 3),
+        "presynaptic / matmul peak": round(single_peak, 3),
         f"BGD, {bgd_samples} samples, 1 run (samples/s, median)": round(statistics.median(rounds["bgd"])),
         "BGD / plain loop (median of the rounds)": round(statistics.median(bgd_ratio), 3),
         "BGD / plain loop (range)": [round(min(bgd_ratio), 3), round(max(bgd_ratio), 3)],
         **{f"one test pass{', compiled' if c else ''} (ms)": round(seconds * 1e3, 1) for c, seconds in test_pass.items()},
+        **{f"presynaptic, {r} run{'s' if r > 1 else ''} batched (samples/s in all)": round(rate)
+           for r, rate in scaling.items()},
     }
-    write_atomic(results_root() / "benchmarks" / "throughput.json", json.dumps(measured, indent=1).encode())
+    name = "throughput-cuda.json" if device.type == "cuda" else "throughput.json"
+    write_atomic(results_root() / "benchmarks" / name, json.dumps(measured, indent=1).encode())
 
 
 if __name__ == "__main__":

@@ -284,3 +284,56 @@ def describe_agreement(agreements: Sequence[Agreement]) -> str:
                 difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
         lines.append(f"| {a.experiment} | {what} | {unit} | {values} | {difference} |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunPair:
+    """One lifelong run stored in two results folders (e.g. trained on the CPU and on a GPU): what it
+    is, and each folder's machine, average accuracy after the last task and training seconds."""
+
+    benchmark: str
+    method: str
+    seed: int
+    machines: tuple[str, str]
+    averages: tuple[float, float]
+    seconds: tuple[float, float]
+
+
+def lifelong_pairs(reference: Path, other: Path) -> list[RunPair]:
+    """Every lifelong run of ``other`` that ``reference`` stores too (the same key), in key order."""
+    pairs = []
+    for twin in sorted((Path(other) / "lifelong").glob("*.json")):
+        path = Path(reference) / "lifelong" / twin.name
+        if not path.is_file():
+            continue
+        runs = [json.loads(p.read_text()) for p in (path, twin)]
+        config = runs[0]["config"]
+        pairs.append(RunPair(config["protocol"]["benchmark"], config["method"], config["run"]["seed"],
+                             tuple(r["machine"] for r in runs), tuple(100 * r["result"]["average"] for r in runs),
+                             tuple(r["result"]["seconds"] for r in runs)))
+    return pairs
+
+
+def pairs_markdown(pairs: Sequence[RunPair]) -> str:
+    """:func:`lifelong_pairs` as a Markdown table, one row per benchmark and method: the seeds, the average
+    accuracy (%, mean ± s.e.m. over the seeds) in each folder, their difference with the two-sample
+    t-test's p (the seeds' runs in the two folders as two samples), and how many times faster the
+    second folder's machine trained (the ratio of the mean training seconds per run)."""
+    from .book import mean_sem_text, signed, ttest
+    from .continual import BENCHMARK_NAMES, METHOD_LABELS
+
+    if not pairs:
+        return "No run is stored in both folders."
+    groups: dict[tuple[str, str], list[RunPair]] = {}
+    for pair in pairs:
+        groups.setdefault((pair.benchmark, pair.method), []).append(pair)
+    lines = ["| benchmark | method | seeds | reference (%) | compared (%) | difference (points) | p | speed-up |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (benchmark, method), group in groups.items():
+        ref, new = (np.array([p.averages[k] for p in group]) for k in (0, 1))
+        test = ttest(new, ref)
+        speed = np.mean([p.seconds[0] for p in group]) / np.mean([p.seconds[1] for p in group])
+        lines.append(f"| {BENCHMARK_NAMES.get(benchmark, benchmark)} | {METHOD_LABELS.get(method, method)} | {', '.join(str(p.seed) for p in sorted(group, key=lambda p: p.seed))} | "
+                     f"{mean_sem_text(ref)} | {mean_sem_text(new)} | {signed(new.mean() - ref.mean())} | "
+                     f"{'—' if test is None else f'{test.pvalue:.2g}'} | {speed:.0f}× |")
+    return "\n".join(lines)

@@ -153,3 +153,31 @@ def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_p
     assert main(["compare", str(tmp_path / "nowhere"), "--reference", str(tmp_path / "stored")]) == 1
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "nowhere")]) == 1
     assert "no results folder" in capsys.readouterr().err
+
+
+def _lifelong_run(root: Path, key: str, method: str, seed: int, machine: str, average: float, seconds: float) -> None:
+    (root / "lifelong").mkdir(parents=True, exist_ok=True)
+    config = {"method": method, "protocol": {"benchmark": "perm_mnist"}, "run": {"seed": seed}}
+    (root / "lifelong" / f"{key}.json").write_text(
+        json.dumps({"config": config, "machine": machine, "result": {"average": average, "seconds": seconds}}))
+
+
+def test_runs_stored_in_two_folders_are_paired_and_tabled_per_method(tmp_path):
+    cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
+    for seed, (a, b) in enumerate([(0.80, 0.82), (0.81, 0.83), (0.79, 0.84)]):
+        _lifelong_run(cpu, f"bgd{seed}", "bgd", seed, "CPU", a, 1500.0)
+        _lifelong_run(gpu, f"bgd{seed}", "bgd", seed, "GPU", b, 50.0)
+    _lifelong_run(cpu, "presyn0", "presynaptic", 0, "CPU", 0.86, 900.0)
+    _lifelong_run(gpu, "presyn0", "presynaptic", 0, "GPU", 0.87, 30.0)
+    _lifelong_run(gpu, "only-here", "presynaptic", 1, "GPU", 0.5, 30.0)  # no twin in the reference: left out
+    pairs = compare.lifelong_pairs(cpu, gpu)
+    assert [(p.method, p.seed) for p in pairs] == [("bgd", 0), ("bgd", 1), ("bgd", 2), ("presynaptic", 0)]
+    assert pairs[0].machines == ("CPU", "GPU") and pairs[0].averages == pytest.approx((80.0, 82.0))
+    table = compare.pairs_markdown(pairs).splitlines()
+    bgd = next(line for line in table if "| BGD |" in line)
+    assert "| 0, 1, 2 | 80.00 ± 0.58 | 83.00 ± 0.58 | +3.00 |" in bgd and bgd.endswith("| 30× |")
+    p = float(bgd.split("|")[7])
+    assert 0.01 < p < 0.05  # t = 3.67 with 4 degrees of freedom
+    presynaptic = next(line for line in table if "| presynaptic |" in line)
+    assert "| +1.00 | — | 30× |" in presynaptic  # one seed: no test
+    assert compare.pairs_markdown([]) == "No run is stored in both folders."
