@@ -315,10 +315,10 @@ def lifelong_pairs(reference: Path, other: Path) -> list[RunPair]:
 
 
 def pairs_markdown(pairs: Sequence[RunPair]) -> str:
-    """:func:`lifelong_pairs` as a Markdown table, one row per benchmark and method: the seeds, the average
-    accuracy (%, mean ± s.e.m. over the seeds) in each folder, their difference with the two-sample
-    t-test's p (the seeds' runs in the two folders as two samples), and how many times faster the
-    second folder's machine trained (the ratio of the mean training seconds per run)."""
+    """:func:`lifelong_pairs` as a Markdown table, one row per benchmark and method: the average accuracy
+    (%, mean ± s.e.m. over the seeds, their number in brackets) in each folder, their difference with
+    the two-sample t-test's p (the seeds' runs in the two folders as two samples), and how many times
+    faster the second folder's machine trained (the ratio of the mean training seconds per run)."""
     from .book import mean_sem_text, signed, ttest
     from .continual import BENCHMARK_NAMES, METHOD_LABELS
 
@@ -327,13 +327,13 @@ def pairs_markdown(pairs: Sequence[RunPair]) -> str:
     groups: dict[tuple[str, str], list[RunPair]] = {}
     for pair in pairs:
         groups.setdefault((pair.benchmark, pair.method), []).append(pair)
-    lines = ["| benchmark | method | seeds | reference (%) | compared (%) | difference (points) | p | speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | method (seeds) | reference (%) | compared (%) | difference, points (p) | speed-up |",
+             "|---|---|---|---|---|---|"]
     for (benchmark, method), group in groups.items():
         ref, new = (np.array([p.averages[k] for p in group]) for k in (0, 1))
         test = ttest(new, ref)
         speed = np.mean([p.seconds[0] for p in group]) / np.mean([p.seconds[1] for p in group])
-        lines.append(f"| {BENCHMARK_NAMES.get(benchmark, benchmark)} | {METHOD_LABELS.get(method, method)} | {', '.join(str(p.seed) for p in sorted(group, key=lambda p: p.seed))} | "
-                     f"{mean_sem_text(ref)} | {mean_sem_text(new)} | {signed(new.mean() - ref.mean())} | "
-                     f"{'—' if test is None else f'{test.pvalue:.2g}'} | {speed:.0f}× |")
+        p_text = "" if test is None else f" (p = {test.pvalue:.2g})"
+        lines.append(f"| {BENCHMARK_NAMES.get(benchmark, benchmark)} | {METHOD_LABELS.get(method, method)} ({len(group)}) | "
+                     f"{mean_sem_text(ref)} | {mean_sem_text(new)} | {signed(new.mean() - ref.mean())}{p_text} | {speed:.0f}× |")
     return "\n".join(lines)

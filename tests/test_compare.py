@@ -174,10 +174,10 @@ def test_runs_stored_in_two_folders_are_paired_and_tabled_per_method(tmp_path):
     assert [(p.method, p.seed) for p in pairs] == [("bgd", 0), ("bgd", 1), ("bgd", 2), ("presynaptic", 0)]
     assert pairs[0].machines == ("CPU", "GPU") and pairs[0].averages == pytest.approx((80.0, 82.0))
     table = compare.pairs_markdown(pairs).splitlines()
-    bgd = next(line for line in table if "| BGD |" in line)
-    assert "| 0, 1, 2 | 80.00 ± 0.58 | 83.00 ± 0.58 | +3.00 |" in bgd and bgd.endswith("| 30× |")
-    p = float(bgd.split("|")[7])
+    bgd = next(line for line in table if "| BGD (3) |" in line)
+    assert "| BGD (3) | 80.00 ± 0.58 | 83.00 ± 0.58 | +3.00 (p = " in bgd and bgd.endswith(") | 30× |")
+    p = float(bgd.split("p = ")[1].split(")")[0])
     assert 0.01 < p < 0.05  # t = 3.67 with 4 degrees of freedom
-    presynaptic = next(line for line in table if "| presynaptic |" in line)
-    assert "| +1.00 | — | 30× |" in presynaptic  # one seed: no test
+    presynaptic = next(line for line in table if "| presynaptic (1) |" in line)
+    assert presynaptic.endswith("| +1.00 | 30× |")  # one seed: no test
     assert compare.pairs_markdown([]) == "No run is stored in both folders."
