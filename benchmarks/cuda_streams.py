@@ -33,12 +33,14 @@ def streams(seeds: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]
             "BGD normals (Box-Muller)": standard_normal(seeds.view(-1, 1), position)}
 
 
+def arguments(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`streams`' arguments on ``device``: the seeds, and the first counter as an int64 tensor."""
+    return torch.tensor(SEEDS, dtype=torch.int64, device=device), torch.zeros((), dtype=torch.int64, device=device)
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device here; this check compares CUDA with the CPU")
-    def arguments(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.tensor(SEEDS, dtype=torch.int64, device=device), torch.zeros((), dtype=torch.int64, device=device)
-
     cpu = streams(*arguments("cpu"))
     on_cuda = {"eager": streams(*arguments("cuda")), "compiled": torch.compile(streams)(*arguments("cuda"))}
     report = {"device": machine(), "torch": torch.__version__, "seeds": SEEDS, "numbers per stream": POSITIONS,

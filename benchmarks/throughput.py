@@ -181,8 +181,8 @@ def main() -> None:
         **{f"presynaptic, {r} run{'s' if r > 1 else ''} batched (samples/s in all)": round(rate)
            for r, rate in scaling.items()},
     }
-    name = "throughput-cuda.json" if device.type == "cuda" else "throughput.json"
-    write_atomic(results_root() / "benchmarks" / name, json.dumps(measured, indent=1).encode())
+    record = "throughput-cuda.json" if device.type == "cuda" else "throughput.json"
+    write_atomic(results_root() / "benchmarks" / record, json.dumps(measured, indent=1).encode())
 
 
 if __name__ == "__main__":
