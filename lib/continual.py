@@ -419,6 +419,15 @@ def diverged(result: dict) -> bool:
     return not np.isfinite(np.asarray(result["train_loss"], dtype=float)).all()
 
 
+def average_text(results: Sequence[dict | None], n_seeds: int) -> str:
+    """The average accuracy over all tasks after the last one (%) of the stored runs ``results`` (``None``
+    for a seed not stored), as :func:`lib.book.seeds_text` writes it, with ``(k diverged)`` when ``k`` of
+    them diverged (:func:`diverged`)."""
+    stored = [r for r in results if r is not None]
+    k = sum(diverged(r) for r in stored)
+    return seeds_text([100 * r["average"] for r in stored], n_seeds) + (f" ({k} diverged)" if k else "")
+
+
 def summarise(per_seed: Sequence[dict]) -> dict:
     """Average accuracy over all tasks after the last one: per seed, mean and s.e.m. (ddof 1)."""
     averages = np.array([r["average"] for r in per_seed])
@@ -598,14 +607,9 @@ class ChapterRuns:
         as the comparison shows it; then a list of where a tuned baseline is ahead of the presynaptic
         model, behind it (two-sample t-test, p < 0.05) or not resolved from it, and which tuned runs
         diverged. Only baselines tuned for every seed count."""
-        fmt = partial(seeds_text, n_seeds=len(self.seeds))
+        fmt, cell = partial(seeds_text, n_seeds=len(self.seeds)), partial(average_text, n_seeds=len(self.seeds))
         verdicts: dict[str, list[str]] = {"ahead": [], "behind": [], "unresolved": []}
         tables, failures = [], []
-
-        def cell(b: str, what: Hashable) -> str:
-            text, k = fmt(self.averages(b, what)), self.n_diverged(b, what)
-            return text + (f" ({k} diverged)" if k else "")
-
         for m in baselines:
             rows = []
             for b in self.results:
@@ -613,8 +617,8 @@ class ChapterRuns:
                     continue
                 reference, tuned = self.averages(b, self.compared(b, "presynaptic")), self.averages(b, ("tuned", m))
                 gap, test = tuned.mean() - reference.mean() if len(reference) else math.nan, ttest(tuned, reference)
-                rows.append(f"| {BENCHMARK_NAMES[b]} | {cell(b, m)} | {cell(b, ('tuned', m))} | {cell(b, ('oracle', m))} | "
-                            f"{fmt(reference)} | {'—' if math.isnan(gap) else signed(gap)} |")
+                rows.append(f"| {BENCHMARK_NAMES[b]} | {cell(self.runs(b, m))} | {cell(self.runs(b, ('tuned', m)))} | "
+                            f"{cell(self.runs(b, ('oracle', m)))} | {fmt(reference)} | {'—' if math.isnan(gap) else signed(gap)} |")
                 if test is not None and np.isfinite(test.pvalue):
                     kind = "unresolved" if test.pvalue >= 0.05 else "ahead" if gap > 0 else "behind"
                     verdicts[kind].append(f"{METHOD_LABELS[m]} on {BENCHMARK_NAMES[b]} ({signed(gap)} points, p = {test.pvalue:.2g})")

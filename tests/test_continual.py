@@ -404,3 +404,12 @@ def test_the_tuning_table_sorts_each_tuned_baseline_against_the_presynaptic_mode
     untuned = continual.ChapterRuns(seeds, {"perm_mnist": protocols["perm_mnist"]},
                                     {"perm_mnist": {"presynaptic": results["perm_mnist"]["presynaptic"]}}, {}, 3)
     assert untuned.tuning_markdown() == "No baseline's tuned runs are stored for every seed yet."
+
+
+def test_average_text_counts_the_stored_seeds_and_the_diverged_runs():
+    def run(average, loss=0.3):
+        return {"average": average, "train_loss": [0.5, loss]}
+
+    assert continual.average_text([run(0.8), run(0.9), run(1.0)], 3) == "90.00 ± 5.77"
+    assert continual.average_text([run(0.5, math.nan), None, run(0.7)], 3) == "60.00 ± 10.00 (2 of 3 seeds) (1 diverged)"
+    assert continual.average_text([None, None], 2) == "—"
