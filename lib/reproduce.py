@@ -566,6 +566,18 @@ def _makespan(jobs: Sequence[Job], workers: int, done: set[str] = frozenset()) -
     return max(end.values(), default=0.0)
 
 
+def seconds_per_cost(timings: Sequence[tuple[float, float]]) -> float:
+    """Seconds of a worker per unit of cost, to estimate the time the jobs left need, from the timed
+    jobs' ``(seconds, cost)``: the median of their ratios once three are timed, so that a single job far
+    from its cost (a search trial that diverges and skips the rest of its training, a job beside other
+    work) does not swing it; the reference CPU's (:data:`MINUTES_PER_COST`) before."""
+    ratios = sorted(seconds / cost for seconds, cost in timings if cost > 0)
+    if len(ratios) < 3:
+        return 60 * MINUTES_PER_COST
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
 def _times_redone(client: Client, key: str) -> int:
     """How often the scheduler handed the task ``key`` to another worker because its worker died."""
     def suspicious(dask_scheduler: Any) -> int:  # a closure is sent by value: the scheduler need not import lib
@@ -590,7 +602,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     after every job, so an interrupted call leaves its record too. A call that resumes an
     unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
     and jobs they finished keep their times (here they only load their stored runs, in a second or
-    two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left, and a line
+    two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left
+    (:func:`seconds_per_cost` of the jobs timed so far, by this call and earlier ones), and a line
     on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive). With
     ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
     finished, so that the next call, of the rest, continues it.
@@ -633,7 +646,7 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     started: dict[str, float] = {}  # when each running job was submitted
     last_line = time.perf_counter()
     machines: set[str] = set()
-    trained = {"seconds": 0.0, "cost": 0.0}  # the jobs of this call that trained (for the time left)
+    cost = {job.name: job.cost for job in jobs}
     failure: BaseException | None = None
     announced = False
     if done_before:
@@ -683,14 +696,12 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 save()
                 if job.name in done_before:
                     continue  # it only loaded its runs: no line of its own
-                trained["seconds"] += seconds
-                trained["cost"] += job.cost
                 left = [j for j, _ in running.values()] + [j for j in waiting if j.name not in done_before]
-                seconds_per_cost = trained["seconds"] / trained["cost"] if trained["cost"] else 60 * MINUTES_PER_COST
+                pace = seconds_per_cost([(t, cost[name]) for name, t in record["jobs"].items() if name in cost])
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
                 print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
                       f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
-                      f"{_makespan(left, workers, set(record['jobs'])) * seconds_per_cost / 60:.0f} min left",
+                      f"{_makespan(left, workers, set(record['jobs'])) * pace / 60:.0f} min left",
                       file=log, flush=True)
                 last_line = time.perf_counter()
         if failure is not None:
