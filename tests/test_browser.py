@@ -11,6 +11,7 @@ width of 1,280 px and, once MathJax has typeset it, checked for:
 * content wider than the window (a horizontal scroll bar at 1,280 px), tables wider than the text
   column (which the theme cuts off and scrolls sideways; code listings may scroll), and figures shown so small
   that their smallest text (9 points, :mod:`lib.book`) is below 9 px;
+* more than one search field on screen;
 * a screenshot laid out otherwise than the window (a side bar or the article moved for the capture).
 
 A full-page screenshot of every page is saved to ``_build/screenshots/`` (or ``$PRESYN_SCREENSHOTS``).
@@ -155,9 +156,12 @@ const done = arguments[arguments.length - 1];
   const wideTables = [...document.querySelectorAll("article table")].filter(
     t => t.getBoundingClientRect().width > t.parentElement.clientWidth + 1).map(
     t => `${t.querySelector("th, td")?.textContent.trim()}: ${Math.round(t.getBoundingClientRect().width)} px > ${t.parentElement.clientWidth} px`);
+  // search fields and buttons on screen (the theme's header bar once added a second one beside the side bar's)
+  const searchFields = [...document.querySelectorAll(".search-button-field, .search-button")].filter(
+    e => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden").length;
   const root = document.documentElement;
   done({
-    wideTables: wideTables,
+    wideTables: wideTables, searchFields: searchFields,
     mathjax: !!(window.MathJax && MathJax.startup),
     mathErrors: errors, rawMath: rawMath, brokenImages: brokenImages, links: links, figures: figures,
     scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, height: root.scrollHeight,
@@ -316,6 +320,7 @@ def test_page_in_the_browser(page, book_html, server, browser):
                                   if state["scrollWidth"] > state["clientWidth"] else []),
         "laid out otherwise in the screenshot": moved,
         "tables wider than the text column": state["wideTables"],
+        "more than one search field": [f"{state['searchFields']} shown"] if state["searchFields"] > 1 else [],
         # text of book.STYLE's smallest size (9 pt at book.DPI) must be shown at 9 px or more
         "figure text below 9 px": [f"{f['src']}: {f['scale'] * MIN_TEXT_PX_AT_SCALE_1:.1f} px"
                                    for f in state["figures"] if f["scale"] * MIN_TEXT_PX_AT_SCALE_1 < 9],
