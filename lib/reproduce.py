@@ -63,6 +63,9 @@ WIDTH_METHODS = ("presynaptic", "sgd", "ewc")  # chapter 7's networks of other w
 # A search's trials are split into jobs of about this cost (about 12 minutes of a worker), so that an
 # interrupted search loses little: three presynaptic runs of a permuted benchmark, a single BGD run.
 SEARCH_JOB_COST = 16.5
+# A job done in less time trained nothing: its runs were stored by another job (the presynaptic model's
+# tuned runs are its own runs when its own settings win its search).
+LOADING_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -570,8 +573,9 @@ def seconds_per_cost(timings: Sequence[tuple[float, float]]) -> float:
     """Seconds of a worker per unit of cost, to estimate the time the jobs left need, from the timed
     jobs' ``(seconds, cost)``: the median of their ratios once three are timed, so that a single job far
     from its cost (a search trial that diverges and skips the rest of its training, a job beside other
-    work) does not swing it; the reference CPU's (:data:`MINUTES_PER_COST`) before."""
-    ratios = sorted(seconds / cost for seconds, cost in timings if cost > 0)
+    work) does not swing it; the reference CPU's (:data:`MINUTES_PER_COST`) before. Jobs done in less
+    than :data:`LOADING_SECONDS` only loaded runs that another job had trained, and do not count."""
+    ratios = sorted(seconds / cost for seconds, cost in timings if cost > 0 and seconds >= LOADING_SECONDS)
     if len(ratios) < 3:
         return 60 * MINUTES_PER_COST
     middle = len(ratios) // 2

@@ -331,6 +331,9 @@ def test_the_time_left_is_estimated_from_the_median_pace_of_the_timed_jobs():
     assert reproduce.seconds_per_cost([]) == reference
     assert reproduce.seconds_per_cost([(10.0, 1.0), (30.0, 1.0)]) == reference  # two jobs tell too little
     # a diverged search trial (a tenth of its cost) does not swing the pace of three jobs near 2 s per unit
-    assert reproduce.seconds_per_cost([(8.0, 4.0), (3.0, 10.0), (22.0, 10.0)]) == 2.0
-    assert reproduce.seconds_per_cost([(8.0, 4.0), (3.0, 10.0), (22.0, 10.0), (30.0, 10.0)]) == pytest.approx(2.1)
-    assert reproduce.seconds_per_cost([(1.0, 0.0), (2.0, 1.0), (2.0, 1.0), (2.0, 1.0)]) == 2.0  # a job of no cost counts not
+    assert reproduce.seconds_per_cost([(800.0, 400.0), (300.0, 1000.0), (2200.0, 1000.0)]) == 2.0
+    assert reproduce.seconds_per_cost([(800.0, 400.0), (300.0, 1000.0), (2200.0, 1000.0), (3000.0, 1000.0)]) == pytest.approx(2.1)
+    # nor do jobs that only loaded runs another job trained (a job of no cost counts not either)
+    timed = [(20.0, 1.0), (22.0, 1.0), (24.0, 1.0)]
+    assert reproduce.seconds_per_cost(timed + [(0.1, 1.0), (0.2, 1.0), (0.3, 1.0), (1.0, 0.0)]) == 22.0
+    assert reproduce.seconds_per_cost(timed[:2] + [(0.1, 1.0)]) == reference
