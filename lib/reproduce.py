@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -575,11 +576,8 @@ def seconds_per_cost(timings: Sequence[tuple[float, float]]) -> float:
     from its cost (a search trial that diverges and skips the rest of its training, a job beside other
     work) does not swing it; the reference CPU's (:data:`MINUTES_PER_COST`) before. Jobs done in less
     than :data:`LOADING_SECONDS` only loaded runs that another job had trained, and do not count."""
-    ratios = sorted(seconds / cost for seconds, cost in timings if cost > 0 and seconds >= LOADING_SECONDS)
-    if len(ratios) < 3:
-        return 60 * MINUTES_PER_COST
-    middle = len(ratios) // 2
-    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    ratios = [seconds / cost for seconds, cost in timings if cost > 0 and seconds >= LOADING_SECONDS]
+    return statistics.median(ratios) if len(ratios) >= 3 else 60 * MINUTES_PER_COST
 
 
 def _times_redone(client: Client, key: str) -> int:
