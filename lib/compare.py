@@ -5,7 +5,8 @@ pairs each of its runs with the stored run of the same key (the same configurati
 and counts, per experiment, the runs whose results and stored networks are identical. Of the runs
 that differ it keeps the one number that differs most: where it is (a result's entry or an element of
 a stored network's array), its value in both folders, and so its unit (:data:`QUANTITIES`) and its
-relative difference.
+relative difference; and, since what a chapter reports of a run is its accuracy at the end of
+training, the final test accuracy that differs most too (:func:`is_final_accuracy`).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Quantity:
     label: str
     unit: str
     ratio_scale: bool
+    test_accuracy: bool = False  # an accuracy on a test set: what a chapter reports of a run
 
 
 # Every number a run stores, by its place with the indices left out (a regular expression, matched in
@@ -41,8 +43,8 @@ class Quantity:
 # network state (lib.energy).
 # Labels and units go into Markdown tables: no "|" in them.
 QUANTITIES: tuple[tuple[str, Quantity], ...] = (
-    ("accuracy", Quantity("test accuracy", "fraction", True)),
-    ("average", Quantity("average test accuracy after the last task", "fraction", True)),
+    ("accuracy", Quantity("test accuracy", "fraction", True, test_accuracy=True)),
+    ("average", Quantity("average test accuracy after the last task", "fraction", True, test_accuracy=True)),
     ("mutual_information", Quantity("mutual information", "bits", True)),
     ("energy", Quantity("synaptic energy (sum of the absolute expected weights)", "a.u.", True)),
     ("activity", Quantity("activity energy (summed hidden activity per example)", "a.u.", True)),
@@ -55,7 +57,7 @@ QUANTITIES: tuple[tuple[str, Quantity], ...] = (
     ("log_w_histogram/(important|other)", Quantity("share of the synapses in a bin of log₁₀ of the absolute expected weight", "fraction", True)),
     ("energy_share_important", Quantity("share of the synaptic energy in synapses with p ≥ 0.9", "fraction", True)),
     ("mean_w/(important|other)", Quantity("mean absolute expected weight", "a.u.", True)),
-    ("lesion/[a-z_]+", Quantity("test accuracy after a lesion", "fraction", True)),
+    ("lesion/[a-z_]+", Quantity("test accuracy after a lesion", "fraction", True, test_accuracy=True)),
     ("neurons/inputs", Quantity("important incoming synapses of a neuron", "synapses", True)),
     ("neurons/outputs", Quantity("important outgoing synapses of a neuron", "synapses", True)),
     ("neurons/shuffled_histogram", Quantity("neurons with a number of important inputs, shuffled", "neurons", True)),
@@ -72,7 +74,7 @@ QUANTITIES: tuple[tuple[str, Quantity], ...] = (
     ("spearman/[a-z_]+/[a-z_]+", Quantity("rank correlation of two importance signals", "Spearman ρ", False)),
     ("top_overlap/[a-z_]+/[a-z_]+",
      Quantity("share of one importance signal's top 10 % of the synapses among another's", "fraction", True)),
-    ("(standard|presynaptic)", Quantity("test accuracy of a perceptron", "fraction", True)),
+    ("(standard|presynaptic)", Quantity("test accuracy of a perceptron", "fraction", True, test_accuracy=True)),
     ("seeds", Quantity("seed", "integer label", False)),
     (rf"{STATE}/w\d+", Quantity("expected weight w̄ of the stored network", "a.u.", False)),
     (rf"{STATE}/b\d+", Quantity("bias of the stored network", "a.u.", False)),
@@ -85,6 +87,13 @@ def quantity(place: str) -> Quantity:
     """What the number at ``place`` is (``"train_loss/79"``, ``"neurons/0/inputs/150"``, ``"state/w1/3/17"``)."""
     name = re.sub(r"(^|/)\d+(?=/|$)", "", place.strip("/")).strip("/")
     return next((q for pattern, q in QUANTITIES if re.fullmatch(pattern, name)), UNLISTED)
+
+
+def is_final_accuracy(place: str) -> bool:
+    """Whether the number at ``place`` is a run's final test accuracy: a test accuracy stored as a single
+    number (``"average"`` of a lifelong run, ``"accuracy"`` of an energy run), not an entry of a curve or a
+    matrix of accuracies (``"accuracy/2/0"``: task 0 after task 2; ``"lesion/p/4"``)."""
+    return quantity(place).test_accuracy and not re.search(r"(^|/)\d+(/|$)", place)
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,9 @@ class Agreement:
     absolute difference of one number among the runs that differ (0 when none does); ``place`` says
     which number it is (``"energy"``, ``"train_loss/79"``, ``"state/w1/3/17"``: see :func:`quantity`),
     and ``reference_value`` and ``other_value`` are that number in the two folders (None where no
-    number is compared, and in tables saved before they were recorded).
+    number is compared, and in tables saved before they were recorded). The ``accuracy_…`` fields say
+    the same of the final test accuracy that differs most (:func:`is_final_accuracy`; None when none
+    differs).
     """
 
     experiment: str
@@ -123,6 +134,10 @@ class Agreement:
     place: str | None = None
     reference_value: float | None = None
     other_value: float | None = None
+    accuracy_difference: float | None = None
+    accuracy_place: str | None = None
+    accuracy_reference: float | None = None
+    accuracy_other: float | None = None
 
     @property
     def quantity(self) -> Quantity | None:
@@ -133,10 +148,13 @@ class Agreement:
     def relative_difference(self) -> float | None:
         """``(other - reference) / |reference|`` of the number that differs most, where its quantity has a
         true zero (:attr:`Quantity.ratio_scale`) and the reference is not 0; else None."""
-        q, a, b = self.quantity, self.reference_value, self.other_value
-        if q is None or not q.ratio_scale or a is None or b is None or a == 0:
-            return None
-        return (b - a) / abs(a)
+        return _relative(self.quantity, self.reference_value, self.other_value)
+
+
+def _relative(q: Quantity | None, a: float | None, b: float | None) -> float | None:
+    if q is None or not q.ratio_scale or a is None or b is None or a == 0:
+        return None
+    return (b - a) / abs(a)
 
 
 def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -161,27 +179,26 @@ def _same(x: Any, y: Any) -> bool:
     return x == y or (_is_number(x) and _is_number(y) and math.isnan(x) and math.isnan(y))
 
 
-def _result_difference(a: dict, b: dict) -> Difference | None:
-    """None when the results ``a`` and ``b`` are equal bit for bit, else their number that differs most."""
+def _result_differences(a: dict, b: dict) -> list[Difference]:
+    """Every number in which the results ``a`` and ``b`` differ (none when they are equal bit for bit), or
+    the first place where their structures part."""
     left, right = list(_numbers(a)), list(_numbers(b))
     places, twins = [p for p, _ in left], [p for p, _ in right]
     if places != twins:  # the first place where the structures part
         place = next((p for p, q in zip(places, twins) if p != q), max(places, twins, key=len)[min(len(places), len(twins))])
-        return Difference(float("inf"), place.strip("/"))
-    differences = [(p, x, y) for (p, x), (_, y) in zip(left, right) if not _same(x, y)]
-    if not differences:
-        return None
+        return [Difference(float("inf"), place.strip("/"))]
 
     def difference(p: str, x: Any, y: Any) -> Difference:
         if not (_is_number(x) and _is_number(y)) or math.isnan(x) or math.isnan(y):
             return Difference(float("inf"), p.strip("/"))
         return Difference(abs(x - y), p.strip("/"), x, y)
 
-    return _largest([difference(*d) for d in differences])
+    return [difference(p, x, y) for (p, x), (_, y) in zip(left, right) if not _same(x, y)]
 
 
 def _state_difference(a: Path, b: Path) -> Difference | None:
-    """As :func:`_result_difference`, for two stored network states (``.npz``)."""
+    """The number that differs most between two stored network states (``.npz``), None when they are
+    equal bit for bit (as :func:`_result_differences`)."""
     with np.load(a) as x, np.load(b) as y:  # each array read once (an NpzFile reads on every access)
         left, right = dict(x.items()), dict(y.items())
     if sorted(left) != sorted(right):
@@ -219,12 +236,14 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
     for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != TIMINGS):
         compared = identical = missing = 0
         largest: Difference | None = None
+        accuracy: Difference | None = None
         for path in sorted(folder.glob("*.json")):
             twin = other / folder.name / path.name
             if not twin.is_file():
                 missing += 1
                 continue
-            differences = [_result_difference(json.loads(path.read_text())["result"], json.loads(twin.read_text())["result"])]
+            differences = _result_differences(json.loads(path.read_text())["result"], json.loads(twin.read_text())["result"])
+            accuracy = _largest([accuracy] + [d for d in differences if is_final_accuracy(d.place)])
             state, state_twin = path.with_suffix(".npz"), twin.with_suffix(".npz")
             if state.is_file() and state_twin.is_file():
                 differences.append(_state_difference(state, state_twin))
@@ -232,11 +251,13 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
             compared += 1
             identical += run is None
             largest = _largest([largest, run])
+        found = {} if accuracy is None else dict(accuracy_difference=accuracy.size, accuracy_place=accuracy.place,
+                                                 accuracy_reference=accuracy.reference, accuracy_other=accuracy.other)
         if largest is None:
             agreements.append(Agreement(folder.name, compared, identical, 0.0, missing))
         else:
             agreements.append(Agreement(folder.name, compared, identical, largest.size, missing, largest.place,
-                                        largest.reference, largest.other))
+                                        largest.reference, largest.other, **found))
     return agreements
 
 
@@ -255,11 +276,27 @@ def _value(x: float) -> str:
     return f"{x:.4g}".replace("-", "−")
 
 
+def _difference_row(experiment: str, what: str, place: str | None, size: float, a: float | None, b: float | None) -> str:
+    q = quantity(place) if place is not None else None
+    what = f"{what}{q.label}, `{place}`" if q is not None else "not recorded"
+    unit = q.unit if q is not None else "not recorded"
+    if a is None or b is None:
+        values = "—"
+        difference = "structure or a non-numeric entry differs" if math.isinf(size) else _value(size) + " (absolute)"
+    else:
+        values = f"{_value(a)} → {_value(b)}"
+        difference = f"{b - a:+.3g}".replace("-", "−")
+        if (relative := _relative(q, a, b)) is not None:
+            difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
+    return f"| {experiment} | {what} | {unit} | {values} | {difference} |"
+
+
 def describe_agreement(agreements: Sequence[Agreement]) -> str:
     """Two Markdown tables of :func:`compare_results`: the runs compared per experiment, and for each
     experiment with a run that differs, the number that differs most with its unit, its value in the
     reference and in the compared folder, and their difference (compared − reference), with its size
-    relative to the reference where that means something. Five columns: the table fits the book's text
+    relative to the reference where that means something; a second row gives the final test accuracy
+    that differs most, where another number differs more. Five columns: the table fits the book's text
     column."""
     lines = ["| experiment | runs compared | identical bit for bit | stored only in the reference |",
              "|---|---|---|---|"]
@@ -270,19 +307,10 @@ def describe_agreement(agreements: Sequence[Agreement]) -> str:
     lines += ["", "| experiment | number that differs most | unit | reference → compared | difference (relative) |",
               "|---|---|---|---|---|"]
     for a in differing:
-        q = a.quantity
-        what = f"{q.label}, `{a.place}`" if q is not None else "not recorded"
-        unit = q.unit if q is not None else "not recorded"
-        if a.reference_value is None or a.other_value is None:
-            values = "—"
-            difference = "structure or a non-numeric entry differs" if math.isinf(a.largest_difference) else \
-                _value(a.largest_difference) + " (absolute)"
-        else:
-            values = f"{_value(a.reference_value)} → {_value(a.other_value)}"
-            difference = f"{a.other_value - a.reference_value:+.3g}".replace("-", "−")
-            if (relative := a.relative_difference) is not None:
-                difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
-        lines.append(f"| {a.experiment} | {what} | {unit} | {values} | {difference} |")
+        lines.append(_difference_row(a.experiment, "", a.place, a.largest_difference, a.reference_value, a.other_value))
+        if a.accuracy_place is not None and a.accuracy_place != a.place:
+            lines.append(_difference_row(a.experiment, "of the final test accuracies: ", a.accuracy_place, a.accuracy_difference,
+                                         a.accuracy_reference, a.accuracy_other))
     return "\n".join(lines)
 
 

@@ -580,6 +580,15 @@ def seconds_per_cost(timings: Sequence[tuple[float, float]]) -> float:
     return statistics.median(ratios) if len(ratios) >= 3 else 60 * MINUTES_PER_COST
 
 
+def seconds_left(running: Sequence[tuple[Job, float]], waiting: Sequence[Job], workers: int, pace: float,
+                 done: set[str] = frozenset()) -> float:
+    """Seconds until the last job ends: the ``running`` jobs, each with the seconds it has run, need the
+    part of their cost not yet spent at ``pace`` seconds per unit of cost (none once they have run
+    longer than their cost), then the ``waiting`` ones follow as :func:`_makespan` orders them."""
+    rest = [replace(job, cost=max(0.0, job.cost - elapsed / pace)) for job, elapsed in running]
+    return _makespan(rest + list(waiting), workers, done) * pace
+
+
 def _times_redone(client: Client, key: str) -> int:
     """How often the scheduler handed the task ``key`` to another worker because its worker died."""
     def suspicious(dask_scheduler: Any) -> int:  # a closure is sent by value: the scheduler need not import lib
@@ -605,7 +614,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     unfinished one continues its record: the earlier calls' wall time is added to ``wall_seconds``,
     and jobs they finished keep their times (here they only load their stored runs, in a second or
     two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left
-    (:func:`seconds_per_cost` of the jobs timed so far, by this call and earlier ones), and a line
+    (:func:`seconds_left`, at the :func:`seconds_per_cost` of the jobs timed so far, by this call and
+    earlier ones), and a line
     on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive). With
     ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
     finished, so that the next call, of the rest, continues it.
@@ -698,12 +708,13 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 save()
                 if job.name in done_before:
                     continue  # it only loaded its runs: no line of its own
-                left = [j for j, _ in running.values()] + [j for j in waiting if j.name not in done_before]
                 pace = seconds_per_cost([(t, cost[name]) for name, t in record["jobs"].items() if name in cost])
+                now = time.perf_counter()
+                left = seconds_left([(j, now - started[k]) for j, k in running.values()],
+                                    [j for j in waiting if j.name not in done_before], workers, pace, set(record["jobs"]))
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
                 print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
-                      f"{(time.perf_counter() - start) / 60:.1f} min since the start of this call, about "
-                      f"{_makespan(left, workers, set(record['jobs'])) * pace / 60:.0f} min left",
+                      f"{(now - start) / 60:.1f} min since the start of this call, about {left / 60:.0f} min left",
                       file=log, flush=True)
                 last_line = time.perf_counter()
         if failure is not None:

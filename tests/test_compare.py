@@ -96,6 +96,14 @@ def test_every_number_has_its_unit(place, unit, ratio_scale):
     assert compare.quantity("something/new") is compare.UNLISTED
 
 
+@pytest.mark.parametrize("place, final", [
+    ("average", True), ("accuracy", True), ("accuracy/2/0", False), ("lesion/p/4", False),
+    ("presynaptic/0/1/2", False), ("energy", False), ("mean_p/3", False),
+])
+def test_a_final_accuracy_is_a_test_accuracy_stored_as_one_number(place, final):
+    assert compare.is_final_accuracy(place) is final
+
+
 def test_the_labels_and_units_fit_in_a_markdown_table():
     assert not [q for _, q in compare.QUANTITIES + (("", compare.UNLISTED),) if "|" in q.label + q.unit]
 
@@ -128,6 +136,32 @@ def test_the_table_gives_the_number_that_differs_most_with_its_unit_and_relative
     assert len(rows) == 5  # no row for an experiment whose runs are all identical
 
 
+def test_the_test_accuracy_that_differs_most_gets_its_own_row_where_another_number_differs_more(tmp_path):
+    reference, other = tmp_path / "stored", tmp_path / "again"
+    run = {"accuracy": [[0.9, 0.5], [0.8, 0.95]], "average": 0.875, "train_loss": [2.0, 1.0]}
+    for key, changed in (("a", {"train_loss": [2.0, 40.0], "average": 0.88}),  # a diverging loss, a small change
+                         ("b", {"average": 0.8, "accuracy": [[0.9, 0.5], [0.7, 0.95]]}),  # the larger one
+                         ("c", {"accuracy": [[0.9, 0.5], [0.1, 0.95]]}),  # an entry of the matrix: not final
+                         ("d", {})):
+        _store(reference, "lifelong", key, run)
+        _store(other, "lifelong", key, {**run, **changed})
+    _store(reference, "energy", "e", {"energy": 1.0, "accuracy": 0.5})
+    _store(other, "energy", "e", {"energy": 2.0, "accuracy": 0.5})  # no test accuracy differs
+    energy, lifelong = compare.compare_results(reference, other)
+    assert (lifelong.identical, lifelong.place, lifelong.largest_difference) == (1, "train_loss/1", 39.0)
+    assert (lifelong.accuracy_place, lifelong.accuracy_reference, lifelong.accuracy_other) == ("average", 0.875, 0.8)
+    assert lifelong.accuracy_difference == pytest.approx(0.075)
+    assert energy.accuracy_place is None and energy.accuracy_difference is None
+    rows = compare.describe_agreement([energy, lifelong]).split("\n\n")[1].splitlines()[2:]
+    assert rows[0].startswith("| energy | synaptic energy") and rows[1].startswith("| lifelong | training loss")
+    assert rows[2] == ("| lifelong | of the final test accuracies: average test accuracy after the last task, "
+                       "`average` | fraction | 0.875 → 0.8 | −0.075 (−8.6\u00a0%) |")
+    assert len(rows) == 3
+    saved = tmp_path / "agreement.json"
+    compare.save_agreement(saved, [lifelong])
+    assert compare.load_agreement(saved) == [lifelong]
+
+
 def test_a_table_saved_before_the_place_was_recorded_loads_and_says_so(tmp_path):
     saved = tmp_path / "agreement.json"
     saved.write_text(json.dumps([{"experiment": "energy", "compared": 45, "identical": 0,
@@ -147,7 +181,8 @@ def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_p
     saved = tmp_path / "agreement.json"
     _store(tmp_path / "again", "lifelong", "a", {"average": 0.6})
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "stored"), "--save", str(saved)]) == 0
-    assert compare.load_agreement(saved) == [compare.Agreement("lifelong", 1, 0, pytest.approx(0.1), 0, "average", 0.5, 0.6)]
+    assert compare.load_agreement(saved) == [compare.Agreement("lifelong", 1, 0, pytest.approx(0.1), 0, "average", 0.5, 0.6,
+                                                               pytest.approx(0.1), "average", 0.5, 0.6)]
     assert "| lifelong | average test accuracy after the last task, `average` | fraction | 0.5 → 0.6 | +0.1 (+20\u00a0%) |" \
         in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "nowhere"), "--reference", str(tmp_path / "stored")]) == 1

@@ -337,3 +337,13 @@ def test_the_time_left_is_estimated_from_the_median_pace_of_the_timed_jobs():
     timed = [(20.0, 1.0), (22.0, 1.0), (24.0, 1.0)]
     assert reproduce.seconds_per_cost(timed + [(0.1, 1.0), (0.2, 1.0), (0.3, 1.0), (1.0, 0.0)]) == 22.0
     assert reproduce.seconds_per_cost(timed[:2] + [(0.1, 1.0)]) == reference
+
+
+def test_the_time_left_counts_what_the_running_jobs_have_done():
+    a, b, c = (reproduce.Job(name, cost, _sleep, ()) for name, cost in (("a", 10.0), ("b", 10.0), ("c", 4.0)))
+    # at 2 s per unit: a is half done (5 units left), b just started; c follows a: 5 + 4 < 10 units
+    assert reproduce.seconds_left([(a, 10.0), (b, 0.0)], [c], 2, 2.0) == 20.0
+    assert reproduce.seconds_left([(a, 0.0), (b, 0.0)], [c], 2, 2.0) == 28.0  # c after one of them: 14 units
+    # a job that has run longer than its cost counts as ending now; done jobs are not waited for
+    assert reproduce.seconds_left([(a, 50.0)], [c], 1, 2.0) == 8.0
+    assert reproduce.seconds_left([], [replace(c, after=("a",))], 1, 2.0, done={"a"}) == 8.0
