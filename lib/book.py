@@ -74,6 +74,18 @@ def signed(x: float, digits: int = 2) -> str:
     return f"{x:+.{digits}f}".replace("-", "−")
 
 
+def measurements_markdown(records: dict[str, dict]) -> str:
+    """Measurement records side by side as a Markdown table: one column per record (``{"CPU": {...},
+    "GPU": {...}}``), one row per measurement that any record holds, in the order first met; integers
+    with thousands separators, a measurement that a record lacks as "—"."""
+    def text(value) -> str:
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+    keys = list(dict.fromkeys(k for measured in records.values() for k in measured))
+    return (f"| measurement | {' | '.join(records)} |\n|---|{'---|' * len(records)}\n"
+            + "\n".join(f"| {k} | {' | '.join(text(m.get(k, '—')) for m in records.values())} |" for k in keys))
+
+
 def ttest(a, b):
     """The two-sample t-test with equal variances (the authors' test) of ``a`` against ``b``, or None
     when a side has fewer than two values. A side of equal values (e.g. runs that all diverged to a

@@ -137,3 +137,11 @@ def test_log_ticks_are_1_2_5_times_powers_of_ten_inside_the_range():
     assert [t.get_text() for t in ax.get_xticklabels()][:4] == ["0.5", "1", "2", "5"]
     assert ax.get_xticklabels()[-1].get_text() == "2,000"
     plt.close(fig)
+
+
+def test_measurements_markdown_puts_the_records_side_by_side():
+    table = book.measurements_markdown({"CPU": {"samples/s": 107710, "threads": 2, "note": "idle"},
+                                        "GPU": {"samples/s": 2500000, "device": "H200"}})
+    assert table.splitlines() == ["| measurement | CPU | GPU |", "|---|---|---|",
+                                  "| samples/s | 107,710 | 2,500,000 |", "| threads | 2 | — |",
+                                  "| note | idle | — |", "| device | — | H200 |"]
