@@ -748,3 +748,14 @@ def describe(jobs: Sequence[Job], workers: int, stored: set[str] = frozenset()) 
                  f"{total:.1f} worker-hours, about {_makespan(pending, workers, set(stored)) * MINUTES_PER_COST / 60:.1f} h "
                  f"of wall time on {workers} worker(s)")
     return "\n".join(lines)
+
+
+def longest_jobs(seconds: dict[str, float], most: int = 40) -> list[tuple[str, float]]:
+    """The timed jobs (name: seconds), longest first: all of them, or the ``most`` - 1 longest and, last,
+    the others summed under the name "the other N jobs", so that a chart of a long job list stays
+    readable and its total stays the record's."""
+    ranked = sorted(seconds.items(), key=lambda item: (-item[1], item[0]))
+    if len(ranked) <= most:
+        return ranked
+    rest = ranked[most - 1:]
+    return ranked[:most - 1] + [(f"the other {len(rest)} jobs", sum(t for _, t in rest))]

@@ -347,3 +347,10 @@ def test_the_time_left_counts_what_the_running_jobs_have_done():
     # a job that has run longer than its cost counts as ending now; done jobs are not waited for
     assert reproduce.seconds_left([(a, 50.0)], [c], 1, 2.0) == 8.0
     assert reproduce.seconds_left([], [replace(c, after=("a",))], 1, 2.0, done={"a"}) == 8.0
+
+
+def test_a_chart_of_many_jobs_shows_the_longest_and_sums_the_others():
+    seconds = {"a": 5.0, "b": 50.0, "c": 20.0, "d": 20.0, "e": 1.0}
+    assert reproduce.longest_jobs(seconds, most=5) == [("b", 50.0), ("c", 20.0), ("d", 20.0), ("a", 5.0), ("e", 1.0)]
+    assert reproduce.longest_jobs(seconds, most=3) == [("b", 50.0), ("c", 20.0), ("the other 3 jobs", 26.0)]
+    assert reproduce.longest_jobs({}) == []
