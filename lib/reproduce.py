@@ -616,7 +616,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left
     (:func:`seconds_left`, at the :func:`seconds_per_cost` of the jobs timed so far, by this call and
     earlier ones), and a line
-    on the running jobs follows every ``HEARTBEAT_SECONDS`` without one (a long job is alive). With
+    on the running jobs, with the time left, follows every ``HEARTBEAT_SECONDS`` without one (a long job
+    is alive). With
     ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
     finished, so that the next call, of the rest, continues it.
 
@@ -664,6 +665,12 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     if done_before:
         print(f"[{len(done_before)}/{len(jobs)}] finished by earlier calls (their jobs only load their runs)",
               file=log, flush=True)
+
+    def time_left(now: float, workers: int) -> str:
+        pace = seconds_per_cost([(t, cost[name]) for name, t in record["jobs"].items() if name in cost])
+        left = seconds_left([(j, now - started[k]) for j, k in running.values()],
+                            [j for j in waiting if j.name not in done_before], workers, pace, set(record["jobs"]))
+        return f"about {left / 60:.0f} min left"
     try:
         while waiting or running:
             workers = sum(client.nthreads().values())
@@ -691,7 +698,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 last_line = time.perf_counter()
                 jobs_running = ", ".join(f"{job.name} ({(last_line - started[key]) / 60:.0f} min)"
                                          for job, key in running.values())
-                print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] running: {jobs_running}", file=log, flush=True)
+                print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] running: {jobs_running}; "
+                      f"{time_left(last_line, workers)}", file=log, flush=True)
             for future in done:
                 job, key = running.pop(future)
                 if future.exception() is not None:
@@ -708,13 +716,10 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
                 save()
                 if job.name in done_before:
                     continue  # it only loaded its runs: no line of its own
-                pace = seconds_per_cost([(t, cost[name]) for name, t in record["jobs"].items() if name in cost])
                 now = time.perf_counter()
-                left = seconds_left([(j, now - started[k]) for j, k in running.values()],
-                                    [j for j in waiting if j.name not in done_before], workers, pace, set(record["jobs"]))
                 redone_text = f", redone {redone} time(s) after its worker died" if redone else ""
                 print(f"[{len(names.intersection(record['jobs']))}/{len(jobs)}] {job.name}: {seconds / 60:.1f} min{redone_text}; "
-                      f"{(now - start) / 60:.1f} min since the start of this call, about {left / 60:.0f} min left",
+                      f"{(now - start) / 60:.1f} min since the start of this call, {time_left(now, workers)}",
                       file=log, flush=True)
                 last_line = time.perf_counter()
         if failure is not None:

@@ -152,6 +152,7 @@ def test_a_long_job_is_reported_while_it_runs(tmp_path, dask_workers, monkeypatc
     lines = log.getvalue().splitlines()
     assert lines[-1].startswith("[1/1] long: ")
     assert len(lines) >= 3 and all(line.startswith("[0/1] running: long (") for line in lines[:-1])
+    assert all(line.endswith(" min left") for line in lines)
 
 
 def test_a_job_starts_once_the_jobs_it_waits_for_have_finished(tmp_path, dask_workers):
