@@ -271,15 +271,20 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapter 7's runs beyond the paper: the importance signals of the energy experiment's networks
     (:mod:`lib.importance`), the consolidation signals on the ablations' benchmarks, and, each job after
-    the searches of the tuned methods it compares, the long Permuted MNIST sequence (a job for the
+    the ``earlier`` jobs that train the searches of the tuned methods it compares, the long Permuted MNIST sequence (a job for the
     stochastic runs and one for the deterministic ones; each holds the 30 tasks' data, about 7 GB) and one
     job per network width other than the paper's."""
+    claimed = {run: job.name for job in earlier for run in job.runs}
+
     def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
-        """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST."""
-        searches = tuple(sorted(job.name for job in earlier for m in methods if tuning.compared_tuned(m)
-                                and job.name.startswith(f"{tuning.TUNING_BENCHMARK} {m} search")))
+        """The runs of ``methods`` on ``protocol``, ``size`` times as costly as on Permuted MNIST, after every
+        job that trains a trial of a search they read (its search jobs, and the job of the method's own
+        settings, whose first seed is a trial)."""
+        searches = [tuning.tuning_search(m, protocol, scale.tuning_trials) for m in methods if tuning.compared_tuned(m)]
+        needed = {claimed[(search.protocol, spec)] for search in searches for spec in search.specs
+                  if (search.protocol, spec) in claimed}
         cost = sum(_run_cost("perm_mnist", m) for m in methods) * len(scale.seeds) * size
-        return Job(name, cost, _train_compared, (methods, protocol, scale.seeds, scale.tuning_trials), after=searches)
+        return Job(name, cost, _train_compared, (methods, protocol, scale.seeds, scale.tuning_trials), after=tuple(sorted(needed)))
 
     paper = _protocol(scale, "perm_mnist")
     jobs = [Job("energy importance signals", IMPORTANCE_RUN_COST * scale.energy_epochs / 50 * len(scale.seeds),
@@ -338,7 +343,7 @@ def all_jobs(scale: Scale = Scale()) -> list[Job]:
     are short."""
     lifelong = lifelong_jobs(scale)
     tuned = tuning_jobs(scale, lifelong)
-    jobs = energy_jobs(scale) + energy_jobs(scale, "fmnist") + lifelong + tuned + beyond_jobs(scale, tuned)
+    jobs = energy_jobs(scale) + energy_jobs(scale, "fmnist") + lifelong + tuned + beyond_jobs(scale, lifelong + tuned)
     names = {job.name for job in jobs}
     if len(names) < len(jobs) or any(a not in names for job in jobs for a in job.after):
         raise ValueError("job names must be unique, and every job waited for must be one of the jobs")

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib import cache, continual, energy_analysis, reproduce
+from lib import cache, continual, energy_analysis, reproduce, tuning
 from lib.continual import LifelongProtocol, RunSpec, chapter_specs, run_specs
 from lib.data import data_root
 
@@ -82,6 +82,21 @@ def test_every_chapter_run_is_in_exactly_one_job():
     jobs = reproduce.all_jobs()
     costs = [job.cost for job in jobs]  # longest first among those that wait for none (the order with waits: test_tuning)
     assert costs[0] == max(job.cost for job in jobs if not job.after) and costs[0] > 10 * costs[-1]
+
+
+def test_a_job_that_reads_a_search_waits_for_every_job_that_trains_one_of_its_trials():
+    jobs = reproduce.all_jobs()
+    claimed = {run: job.name for job in jobs for run in job.runs}
+    compared = [job for job in jobs if job.function is reproduce._train_compared]
+    assert {job.name for job in compared} >= {"perm_mnist width 100", "perm_mnist 30 tasks sgd ewc si"}
+    for job in compared:
+        methods, protocol, _, trials = job.args
+        for method in filter(tuning.compared_tuned, methods):
+            search = tuning.tuning_search(method, protocol, trials)
+            trained_by = {claimed[(search.protocol, spec)] for spec in search.specs}  # every trial has its job
+            assert trained_by <= set(job.after), (job.name, trained_by - set(job.after))
+    # the own settings' first seed is a trial of EWC's search: its job is waited for too
+    assert "perm_mnist ewc" in next(job for job in jobs if job.name == "perm_mnist width 100").after
 
 
 def test_chapter_specs_merge_the_default_ewc_strength_into_the_grid():
