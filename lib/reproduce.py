@@ -215,6 +215,11 @@ def _protocol(scale: Scale, benchmark: str) -> continual.LifelongProtocol:
                                       eval_samples=scale.eval_samples)
 
 
+def _jobs_training(search: tuning.Search, claimed: dict) -> set[str]:
+    """The names of the jobs that train a trial of ``search``, by the runs they claim (``claimed``: run → job)."""
+    return {claimed[(search.protocol, spec)] for spec in search.specs if (search.protocol, spec) in claimed}
+
+
 def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapters 5 and 7's tuning (:mod:`lib.tuning`): the searches of every searched method, in jobs of about
     :data:`SEARCH_JOB_COST` (a trial that an ``earlier`` job trains is left to it), then per benchmark
@@ -225,7 +230,7 @@ def tuning_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     def search_jobs(chosen_by: tuning.Search) -> tuple[str, ...]:
         """Jobs for the trials of ``chosen_by`` that no job trains yet; the names of every job it needs."""
         protocol, method = chosen_by.protocol, chosen_by.method
-        needed = {claimed[(protocol, spec)] for spec in chosen_by.specs if (protocol, spec) in claimed}
+        needed = _jobs_training(chosen_by, claimed)
         todo = [spec for spec in chosen_by.specs if (protocol, spec) not in claimed]
         per_job = max(1, int(SEARCH_JOB_COST // _run_cost(protocol.benchmark, method)))
         for start in range(0, len(todo), per_job):
@@ -271,9 +276,9 @@ def _train_compared(methods: tuple[str, ...], protocol: continual.LifelongProtoc
 def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
     """Chapter 7's runs beyond the paper: the importance signals of the energy experiment's networks
     (:mod:`lib.importance`), the consolidation signals on the ablations' benchmarks, and, each job after
-    the ``earlier`` jobs that train the searches of the tuned methods it compares, the long Permuted MNIST sequence (a job for the
-    stochastic runs and one for the deterministic ones; each holds the 30 tasks' data, about 7 GB) and one
-    job per network width other than the paper's."""
+    the ``earlier`` jobs that train the searches of the tuned methods it compares, the long Permuted
+    MNIST sequence (a job for the stochastic runs and one for the deterministic ones; each holds the 30
+    tasks' data, about 7 GB) and one job per network width other than the paper's."""
     claimed = {run: job.name for job in earlier for run in job.runs}
 
     def compared_job(name: str, methods: tuple[str, ...], protocol: continual.LifelongProtocol, size: float) -> Job:
@@ -281,8 +286,7 @@ def beyond_jobs(scale: Scale, earlier: Sequence[Job]) -> list[Job]:
         job that trains a trial of a search they read (its search jobs, and the job of the method's own
         settings, whose first seed is a trial)."""
         searches = [tuning.tuning_search(m, protocol, scale.tuning_trials) for m in methods if tuning.compared_tuned(m)]
-        needed = {claimed[(search.protocol, spec)] for search in searches for spec in search.specs
-                  if (search.protocol, spec) in claimed}
+        needed = set().union(*(_jobs_training(search, claimed) for search in searches))
         cost = sum(_run_cost("perm_mnist", m) for m in methods) * len(scale.seeds) * size
         return Job(name, cost, _train_compared, (methods, protocol, scale.seeds, scale.tuning_trials), after=tuple(sorted(needed)))
 
@@ -620,10 +624,8 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     and jobs they finished keep their times (here they only load their stored runs, in a second or
     two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left
     (:func:`seconds_left`, at the :func:`seconds_per_cost` of the jobs timed so far, by this call and
-    earlier ones), and a line
-    on the running jobs, with the time left, follows every ``HEARTBEAT_SECONDS`` without one (a long job
-    is alive). With
-    ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
+    earlier ones), and a line on the running jobs, with the time left, follows every
+    ``HEARTBEAT_SECONDS`` without one (a long job is alive). With ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
     finished, so that the next call, of the rest, continues it.
 
     Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
