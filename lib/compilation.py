@@ -12,7 +12,28 @@ import warnings
 from typing import Callable
 
 import torch
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
+
+def instruction_set_cache_dir() -> str:
+    """The folder of torch's compiled kernels, one per vector instruction set that ATen is pinned to.
+
+    The code that :func:`torch.compile` generates for the CPU steps through arrays by the vector width
+    of ``ATEN_CPU_CAPABILITY`` (8 floats for ``avx2``, 16 for ``avx512``), but torch's cache of compiled
+    graphs does not tell the two apart: a graph cached by a process pinned to AVX2 (as the tests are,
+    ``tests/__init__.py``) and reused by an unpinned one on an AVX-512 CPU writes past its buffers and
+    kills the process. Each setting therefore gets its own folder beside torch's default one
+    (``torchinductor_<user>_avx2``, ``..._native`` when unpinned). A folder set in
+    ``TORCHINDUCTOR_CACHE_DIR`` other than torch's default is kept as it is.
+    """
+    default = os.path.abspath(default_cache_dir())
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is not None and os.path.abspath(chosen) != default:
+        return chosen
+    return f"{default}_{os.environ.get('ATEN_CPU_CAPABILITY') or 'native'}"
+
+
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = instruction_set_cache_dir()
 COMPILE_MIN_STEPS = 3000  # below this, compiling costs more than it saves
 # A process that trains many kinds of runs (``make reproduce``'s workers) compiles the step once per
 # plan and shape. Past torch's default of 8 versions of one function it would silently run the
