@@ -625,8 +625,9 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
     two, and print no line). One line per finished job on ``log`` gives its time and the estimated time left
     (:func:`seconds_left`, at the :func:`seconds_per_cost` of the jobs timed so far, by this call and
     earlier ones), and a line on the running jobs, with the time left, follows every
-    ``HEARTBEAT_SECONDS`` without one (a long job is alive). With ``whole=False`` the jobs are a part of the book's (:func:`selected`): the record is never marked
-    finished, so that the next call, of the rest, continues it.
+    ``HEARTBEAT_SECONDS`` without one (a long job is alive). With ``whole=False`` the jobs are a part
+    of the book's (:func:`selected`): the record is never marked finished, so that the next call, of
+    the rest, continues it.
 
     Stopping: a first interrupt (Ctrl-C, SIGINT) starts no further job, lets the running ones finish
     and be recorded, and returns the record with ``finished`` false; a second interrupt, or SIGTERM,
