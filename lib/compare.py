@@ -123,7 +123,10 @@ class Agreement:
     and ``reference_value`` and ``other_value`` are that number in the two folders (None where no
     number is compared, and in tables saved before they were recorded). The ``accuracy_…`` fields say
     the same of the final test accuracy that differs most (:func:`is_final_accuracy`; None when none
-    differs).
+    differs). ``copies`` counts the runs stored as the same file in both folders, byte for byte, with a
+    training time: one run copied into the other folder, not trained twice (two trainings do not take
+    the same ``seconds`` to the last bit; a result without a training time, an analysis computed again,
+    may be the same file); they are not among the ``compared`` runs.
     """
 
     experiment: str
@@ -138,6 +141,7 @@ class Agreement:
     accuracy_place: str | None = None
     accuracy_reference: float | None = None
     accuracy_other: float | None = None
+    copies: int = 0
 
     @property
     def quantity(self) -> Quantity | None:
@@ -234,7 +238,7 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
             raise FileNotFoundError(f"no results folder at {folder}")
     agreements = []
     for folder in sorted(p for p in reference.iterdir() if p.is_dir() and p.name != TIMINGS):
-        compared = identical = missing = 0
+        compared = identical = missing = copies = 0
         largest: Difference | None = None
         accuracy: Difference | None = None
         for path in sorted(folder.glob("*.json")):
@@ -242,7 +246,12 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
             if not twin.is_file():
                 missing += 1
                 continue
-            differences = _result_differences(json.loads(path.read_text())["result"], json.loads(twin.read_text())["result"])
+            text, twin_text = path.read_bytes(), twin.read_bytes()
+            result, twin_result = json.loads(text)["result"], json.loads(twin_text)["result"]
+            if text == twin_text and "seconds" in result:
+                copies += 1
+                continue
+            differences = _result_differences(result, twin_result)
             accuracy = _largest([accuracy] + [d for d in differences if is_final_accuracy(d.place)])
             state, state_twin = path.with_suffix(".npz"), twin.with_suffix(".npz")
             if state.is_file() and state_twin.is_file():
@@ -254,10 +263,10 @@ def compare_results(reference: Path, other: Path) -> list[Agreement]:
         found = {} if accuracy is None else dict(accuracy_difference=accuracy.size, accuracy_place=accuracy.place,
                                                  accuracy_reference=accuracy.reference, accuracy_other=accuracy.other)
         if largest is None:
-            agreements.append(Agreement(folder.name, compared, identical, 0.0, missing))
+            agreements.append(Agreement(folder.name, compared, identical, 0.0, missing, copies=copies))
         else:
             agreements.append(Agreement(folder.name, compared, identical, largest.size, missing, largest.place,
-                                        largest.reference, largest.other, **found))
+                                        largest.reference, largest.other, **found, copies=copies))
     return agreements
 
 
@@ -298,9 +307,9 @@ def describe_agreement(agreements: Sequence[Agreement]) -> str:
     relative to the reference where that means something; a second row gives the final test accuracy
     that differs most, where another number differs more. Five columns: the table fits the book's text
     column."""
-    lines = ["| experiment | runs compared | identical bit for bit | stored only in the reference |",
-             "|---|---|---|---|"]
-    lines += [f"| {a.experiment} | {a.compared} | {a.identical} | {a.missing} |" for a in agreements]
+    lines = ["| experiment | runs compared | identical bit for bit | the same file in both (a copy) | stored only in the reference |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {a.experiment} | {a.compared} | {a.identical} | {a.copies} | {a.missing} |" for a in agreements]
     differing = [a for a in agreements if a.identical < a.compared]
     if not differing:
         return "\n".join(lines)

@@ -43,12 +43,27 @@ def test_compare_results_counts_identical_runs_and_the_largest_difference(tmp_pa
     assert (structure.largest_difference, structure.place, structure.reference_value) == (float("inf"), "accuracy/1/0", None)
     assert structure.relative_difference is None
     table = compare.describe_agreement(compare.compare_results(reference, reference))
-    assert "| lifelong | 3 | 3 | 0 |" in table
+    assert "| lifelong | 0 | 0 | 3 | 0 |" in table  # a folder against itself: every trained run is a copy
+    assert "| energy | 2 | 2 | 0 | 0 |" in table  # (a result without a training time is compared)
     assert "differs most" not in table  # no second table when every run is identical
     with pytest.raises(FileNotFoundError):
         compare.compare_results(tmp_path / "nowhere", other)
     with pytest.raises(FileNotFoundError):
         compare.compare_results(reference, tmp_path / "nowhere")
+
+
+def test_a_run_copied_into_the_other_folder_is_counted_apart_from_the_runs_trained_again(tmp_path):
+    reference, other = tmp_path / "stored", tmp_path / "again"
+    run = {"average": 0.875, "seconds": 12.0}
+    for root in (reference, other):
+        _store(root, "lifelong", "copied", run)
+        _store(root, "analysis", "computed twice", {"mean_p": 0.5})  # no training time: compared
+    _store(reference, "lifelong", "trained twice", run)
+    _store(other, "lifelong", "trained twice", {**run, "seconds": 12.5})
+    analysis, lifelong = compare.compare_results(reference, other)
+    assert (lifelong.compared, lifelong.identical, lifelong.copies, lifelong.missing) == (1, 1, 1, 0)
+    assert (analysis.compared, analysis.identical, analysis.copies) == (1, 1, 0)
+    assert "| lifelong | 1 | 1 | 1 | 0 |" in compare.describe_agreement([analysis, lifelong])
 
 
 def test_a_nan_stored_in_both_folders_is_no_difference_and_a_nan_on_one_side_is(tmp_path):
@@ -126,7 +141,7 @@ def test_the_table_gives_the_number_that_differs_most_with_its_unit_and_relative
         compare.Agreement("perceptron", 5, 5, 0.0, 0),
     ]
     counts, differences = compare.describe_agreement(agreements).split("\n\n")
-    assert "| perceptron | 5 | 5 | 0 |" in counts and "| energy | 45 | 0 | 15 |" in counts
+    assert "| perceptron | 5 | 5 | 0 | 0 |" in counts and "| energy | 45 | 0 | 0 | 15 |" in counts
     rows = differences.splitlines()
     assert rows[0] == "| experiment | number that differs most | unit | reference → compared | difference (relative) |"
     assert rows[2] == ("| analysis | important incoming synapses of a neuron, `neurons/0/inputs/150` | synapses "
