@@ -12,8 +12,10 @@ FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: book test data browser reference throughput reproduce clean
 
+# --all: every page executed again. Sphinx would otherwise rebuild only the changed notebooks and keep
+# the other pages as the last build made them: from other code in lib/, or from another results folder.
 book: $(INSTALLED) data
-	$(VENV)/bin/jupyter-book build . --keep-going -W -n
+	$(VENV)/bin/jupyter-book build . --all --keep-going -W -n
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 # The seeded numbers that the notebook tests compare depend on the number of BLAS threads: fix it.
@@ -56,7 +58,7 @@ REPRO := $(CURDIR)/results-reproduce
 REPRODUCE_ARGS ?=
 reproduce: $(INSTALLED) data
 	PRESYN_RESULTS=$(REPRO) $(PY) -m lib reproduce $(REPRODUCE_ARGS)
-	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --keep-going -W -n
+	PRESYN_RESULTS=$(REPRO) $(VENV)/bin/jupyter-book build . --all --keep-going -W -n
 	$(PY) -m lib compare $(REPRO)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 

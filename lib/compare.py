@@ -287,8 +287,7 @@ def _value(x: float) -> str:
 
 def _difference_row(experiment: str, what: str, place: str | None, size: float, a: float | None, b: float | None) -> str:
     q = quantity(place) if place is not None else None
-    what = f"{what}{q.label}, `{place}`" if q is not None else "not recorded"
-    unit = q.unit if q is not None else "not recorded"
+    what = f"{what}{q.label}, `{place}` ({q.unit})" if q is not None else "not recorded"
     if a is None or b is None:
         values = "—"
         difference = "structure or a non-numeric entry differs" if math.isinf(size) else _value(size) + " (absolute)"
@@ -297,7 +296,7 @@ def _difference_row(experiment: str, what: str, place: str | None, size: float, 
         difference = f"{b - a:+.3g}".replace("-", "−")
         if (relative := _relative(q, a, b)) is not None:
             difference += f" ({100 * relative:+.2g}\u00a0%)".replace("-", "−")  # no line break before the %
-    return f"| {experiment} | {what} | {unit} | {values} | {difference} |"
+    return f"| {experiment} | {what} | {values} | {difference} |"
 
 
 def describe_agreement(agreements: Sequence[Agreement]) -> str:
@@ -305,16 +304,16 @@ def describe_agreement(agreements: Sequence[Agreement]) -> str:
     experiment with a run that differs, the number that differs most with its unit, its value in the
     reference and in the compared folder, and their difference (compared − reference), with its size
     relative to the reference where that means something; a second row gives the final test accuracy
-    that differs most, where another number differs more. Five columns: the table fits the book's text
-    column."""
+    that differs most, where another number differs more. At most five columns, the unit beside the
+    number: the tables fit the book's text column."""
     lines = ["| experiment | runs compared | identical bit for bit | the same file in both (a copy) | stored only in the reference |",
              "|---|---|---|---|---|"]
     lines += [f"| {a.experiment} | {a.compared} | {a.identical} | {a.copies} | {a.missing} |" for a in agreements]
     differing = [a for a in agreements if a.identical < a.compared]
     if not differing:
         return "\n".join(lines)
-    lines += ["", "| experiment | number that differs most | unit | reference → compared | difference (relative) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| experiment | number that differs most (unit) | reference → compared | difference (relative) |",
+              "|---|---|---|---|"]
     for a in differing:
         lines.append(_difference_row(a.experiment, "", a.place, a.largest_difference, a.reference_value, a.other_value))
         if a.accuracy_place is not None and a.accuracy_place != a.place:

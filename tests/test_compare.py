@@ -143,11 +143,11 @@ def test_the_table_gives_the_number_that_differs_most_with_its_unit_and_relative
     counts, differences = compare.describe_agreement(agreements).split("\n\n")
     assert "| perceptron | 5 | 5 | 0 | 0 |" in counts and "| energy | 45 | 0 | 0 | 15 |" in counts
     rows = differences.splitlines()
-    assert rows[0] == "| experiment | number that differs most | unit | reference → compared | difference (relative) |"
-    assert rows[2] == ("| analysis | important incoming synapses of a neuron, `neurons/0/inputs/150` | synapses "
+    assert rows[0] == "| experiment | number that differs most (unit) | reference → compared | difference (relative) |"
+    assert rows[2] == ("| analysis | important incoming synapses of a neuron, `neurons/0/inputs/150` (synapses) "
                        "| 779 → 320 | −459 (−59\u00a0%) |")
-    assert rows[3].endswith("| a.u. | 2 → 2.5 | +0.5 |")  # no relative difference of a signed weight
-    assert rows[4].endswith("| fraction | — | structure or a non-numeric entry differs |")
+    assert rows[3].endswith(" (a.u.) | 2 → 2.5 | +0.5 |")  # no relative difference of a signed weight
+    assert rows[4].endswith(" (fraction) | — | structure or a non-numeric entry differs |")
     assert len(rows) == 5  # no row for an experiment whose runs are all identical
 
 
@@ -170,7 +170,7 @@ def test_the_test_accuracy_that_differs_most_gets_its_own_row_where_another_numb
     rows = compare.describe_agreement([energy, lifelong]).split("\n\n")[1].splitlines()[2:]
     assert rows[0].startswith("| energy | synaptic energy") and rows[1].startswith("| lifelong | training loss")
     assert rows[2] == ("| lifelong | of the final test accuracies: average test accuracy after the last task, "
-                       "`average` | fraction | 0.875 → 0.8 | −0.075 (−8.6\u00a0%) |")
+                       "`average` (fraction) | 0.875 → 0.8 | −0.075 (−8.6\u00a0%) |")
     assert len(rows) == 3
     saved = tmp_path / "agreement.json"
     compare.save_agreement(saved, [lifelong])
@@ -183,7 +183,7 @@ def test_a_table_saved_before_the_place_was_recorded_loads_and_says_so(tmp_path)
                                   "largest_difference": 29.89599609375, "missing": 15}]))
     [agreement] = compare.load_agreement(saved)
     assert agreement.place is None and agreement.quantity is None and agreement.relative_difference is None
-    assert "| energy | not recorded | not recorded | — | 29.9 (absolute) |" in compare.describe_agreement([agreement])
+    assert "| energy | not recorded | — | 29.9 (absolute) |" in compare.describe_agreement([agreement])
 
 
 def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_path, capsys):
@@ -198,7 +198,7 @@ def test_the_compare_command_prints_the_table_and_rejects_a_missing_folder(tmp_p
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "stored"), "--save", str(saved)]) == 0
     assert compare.load_agreement(saved) == [compare.Agreement("lifelong", 1, 0, pytest.approx(0.1), 0, "average", 0.5, 0.6,
                                                                pytest.approx(0.1), "average", 0.5, 0.6)]
-    assert "| lifelong | average test accuracy after the last task, `average` | fraction | 0.5 → 0.6 | +0.1 (+20\u00a0%) |" \
+    assert "| lifelong | average test accuracy after the last task, `average` (fraction) | 0.5 → 0.6 | +0.1 (+20\u00a0%) |" \
         in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "nowhere"), "--reference", str(tmp_path / "stored")]) == 1
     assert main(["compare", str(tmp_path / "again"), "--reference", str(tmp_path / "nowhere")]) == 1
