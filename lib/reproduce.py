@@ -681,10 +681,12 @@ def reproduce(jobs: Sequence[Job], client: Client, settings: WorkerSettings, *, 
               file=log, flush=True)
 
     def time_left(now: float, workers: int) -> str:
+        """The estimate of the time left, and how many running jobs it cannot count (past their own estimate)."""
         pace = seconds_per_cost([(t, cost[name]) for name, t in record["jobs"].items() if name in cost])
-        left = seconds_left([(j, now - started[k]) for j, k in running.values()],
-                            [j for j in waiting if j.name not in done_before], workers, pace, set(record["jobs"]))
-        return f"about {left / 60:.0f} min left"
+        elapsed = [(j, now - started[k]) for j, k in running.values()]
+        left = seconds_left(elapsed, [j for j in waiting if j.name not in done_before], workers, pace, set(record["jobs"]))
+        overdue = sum(seconds > job.cost * pace for job, seconds in elapsed)
+        return f"about {left / 60:.0f} min left" + (f", and {overdue} running job(s) past their estimate" if overdue else "")
     try:
         while waiting or running:
             workers = sum(client.nthreads().values())

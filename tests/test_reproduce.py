@@ -170,6 +170,14 @@ def test_a_long_job_is_reported_while_it_runs(tmp_path, dask_workers, monkeypatc
     assert all(line.endswith(" min left") for line in lines)
 
 
+def test_a_job_running_past_its_estimate_is_named_in_the_time_left(tmp_path, dask_workers, monkeypatch):
+    monkeypatch.setattr(reproduce, "HEARTBEAT_SECONDS", 1.0)
+    log = io.StringIO()  # estimated at a thousandth of a unit of cost: well under a second
+    reproduce.reproduce([reproduce.Job("overdue", 0.001, _sleep, (3.5,))], dask_workers, settings(tmp_path), log=log)
+    running = [line for line in log.getvalue().splitlines() if line.startswith("[0/1] running: overdue (")]
+    assert running and all(line.endswith("about 0 min left, and 1 running job(s) past their estimate") for line in running)
+
+
 def test_a_job_starts_once_the_jobs_it_waits_for_have_finished(tmp_path, dask_workers):
     jobs = [reproduce.Job("first", 3.0, _sleep, (5.0, tmp_path / "first.log")),
             reproduce.Job("second", 2.0, _sleep, (0.1, tmp_path / "second.log"), after=("first",)),
