@@ -50,7 +50,7 @@ from .tasks import N_PERMUTATIONS
 BENCHMARK_COST = {"split_mnist": 0.5, "split_fmnist": 0.5, "perm_mnist": 5.5, "perm_fmnist": 5.5, "perm_mnist_cont": 5.5}
 METHOD_COST = {"bgd": 7.0, "sgd": 0.45, "ewc": 0.45, "si": 0.45, "joint": 0.45}
 # A search's trial of EWC or SI costs this many times a seed of the method's own settings (measured
-# 1.5-2.1 in the timed run above; why is not known).
+# 1.5-2.1 in the timed make reproduce of results/benchmarks/reproduce.json; why is not known).
 DETERMINISTIC_TRIAL_COST = 1.6
 # The evaluation of one task's test set, in epochs of training of the same runs (784-200-200-10, 10 test
 # passes, one thread; measured): 1.5 for stochastic runs, 0.1 for deterministic ones (one pass counted
